@@ -1,0 +1,24 @@
+"""Denoising networks. Built from explicit hyperparameters, never from a whole config object."""
+
+from diffsr_jax.models.unet import UNet, timestep_embedding
+
+MODEL_KEYS = ("base_channels", "channel_mult", "num_res_blocks", "num_middle_blocks",
+              "pixel_unshuffle", "norm_groups", "dropout")
+
+
+def build_unet(dtype=None, **hparams) -> UNet:
+    """UNet from a dict of hyperparameters (unknown keys are an error, so typos surface).
+
+    ``dtype`` is the compute dtype (e.g. ``jnp.bfloat16`` on accelerators); params stay float32.
+    """
+    unknown = set(hparams) - set(MODEL_KEYS)
+    if unknown:
+        raise ValueError(f"unknown UNet hyperparameters: {sorted(unknown)}")
+    if "channel_mult" in hparams:
+        hparams["channel_mult"] = tuple(int(m) for m in hparams["channel_mult"])
+    if dtype is not None:
+        hparams["dtype"] = dtype
+    return UNet(**hparams)
+
+
+__all__ = ["UNet", "build_unet", "timestep_embedding", "MODEL_KEYS"]

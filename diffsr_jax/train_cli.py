@@ -1,0 +1,51 @@
+"""`train.py` / `diffsr-train`: train (or resume) a denoiser, optionally export its EMA params.
+
+    python train.py --config configs/cpu.py --workdir runs/cpu
+    python train.py --config configs/cpu.py --workdir runs/cpu --config.train.num_steps=2000
+    python train.py --config configs/cpu.py --workdir runs/cpu --export_to checkpoints/new_model
+
+Re-running the same command resumes from the newest complete checkpoint in --workdir.
+"""
+
+import os
+import sys
+
+from absl import app, flags
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file("config", "configs/cpu.py", "Training config file.",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints and metrics (resumed if present).")
+_EXPORT = flags.DEFINE_string("export_to", None, "After training, export EMA params here for inference.")
+_PROGRESS = flags.DEFINE_bool("progress", True, "Show a progress bar.")
+
+
+def _main(argv):
+    del argv
+    from absl import logging
+
+    logging.set_verbosity(logging.WARNING)  # Orbax logs every file rename at INFO
+    from diffsr_jax import checkpointing, train_lib
+
+    if not _WORKDIR.value:
+        raise app.UsageError("--workdir is required")
+    try:
+        train_lib.train_and_evaluate(_CONFIG.value, _WORKDIR.value, progress=_PROGRESS.value)
+        if _EXPORT.value:
+            path = train_lib.export_latest(_CONFIG.value, _WORKDIR.value, _EXPORT.value)
+            print(f"exported EMA params to {path}")
+    except (train_lib.TrainingError, checkpointing.CheckpointError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+def main():
+    # Config files import `configs.*`: make the working directory importable when run as a script.
+    sys.path.insert(0, os.getcwd())
+    app.run(_main)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,237 @@
+"""Training: the train-state pytree, a jitted step with donated state, and the resumable loop."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from typing import Any, Callable, Optional
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from diffsr_jax import checkpointing
+from diffsr_jax.losses import eps_loss
+from diffsr_jax.models import MODEL_KEYS, build_unet
+from diffsr_jax.schedules import Schedule, make_schedule
+
+
+class TrainingError(RuntimeError):
+    pass
+
+
+@flax.struct.dataclass
+class TrainState:
+    step: jnp.ndarray
+    params: Any
+    ema_params: Any
+    opt_state: Any
+
+
+# ---------------------------------------------------------------------------------------------
+# Builders from a config (the only place that reads whole config objects).
+
+
+def model_hparams(config) -> dict:
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in config.model.items() if k in MODEL_KEYS}
+
+
+def schedule_spec(config) -> dict:
+    return dict(config.schedule)
+
+
+def build_model(config):
+    dtype = jnp.dtype(config.train.get("compute_dtype", "float32"))
+    return build_unet(dtype=dtype, **model_hparams(config))
+
+
+def build_schedule_from_spec(spec: dict) -> Schedule:
+    return make_schedule(spec["name"], int(spec["T"]), float(spec.get("beta_start", 1e-4)),
+                         float(spec.get("beta_end", 0.02)))
+
+
+def learning_rate_schedule(tc) -> optax.Schedule:
+    warm = max(int(tc.warmup_steps), 0)
+    if tc.lr_decay == "cosine":
+        return optax.warmup_cosine_decay_schedule(0.0, tc.learning_rate, max(warm, 1), int(tc.num_steps),
+                                                  end_value=0.1 * tc.learning_rate)
+    if tc.lr_decay != "constant":
+        raise ValueError(f"lr_decay must be 'constant' or 'cosine', got {tc.lr_decay!r}")
+    if warm == 0:
+        return optax.constant_schedule(tc.learning_rate)
+    return optax.linear_schedule(0.0, tc.learning_rate, warm)
+
+
+def build_optimizer(tc) -> optax.GradientTransformation:
+    parts = [optax.clip_by_global_norm(tc.grad_clip)] if tc.grad_clip > 0 else []
+    return optax.chain(*parts, optax.adam(learning_rate_schedule(tc)))
+
+
+def init_train_state(model, optimizer, key: jax.Array, image_shape) -> TrainState:
+    x = jnp.zeros((1, *image_shape), jnp.float32)
+    params = model.init(key, x, jnp.zeros((1,), jnp.int32))["params"]
+    return TrainState(step=jnp.asarray(0, jnp.int32), params=params,
+                      ema_params=jax.tree.map(jnp.copy, params), opt_state=optimizer.init(params))
+
+
+# ---------------------------------------------------------------------------------------------
+# The step.
+
+
+def ema_decay_at(step, decay: float, warmup: bool):
+    if not warmup:
+        return jnp.asarray(decay, jnp.float32)
+    s = jnp.asarray(step, jnp.float32)
+    return jnp.minimum(decay, (1.0 + s) / (10.0 + s))
+
+
+def make_train_step(model, schedule: Schedule, optimizer, *, ema_decay: float, ema_warmup: bool = True,
+                    t_low_fraction: float = 1.0, t_low_prob: float = 0.0) -> Callable:
+    """(state, batch, base_key) -> (state, metrics); jitted, state donated.
+
+    The step's randomness is ``fold_in(base_key, state.step)``: nothing random is stored, so a run
+    resumed from a checkpoint continues exactly as if it had never stopped.
+    """
+
+    def train_step(state: TrainState, batch: jnp.ndarray, base_key: jax.Array):
+        key = jax.random.fold_in(base_key, state.step)
+
+        def loss_fn(params):
+            out = eps_loss(model.apply, params, schedule, batch, key,
+                           low_fraction=t_low_fraction, low_prob=t_low_prob)
+            return out.loss, out
+
+        (loss, out), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        d = ema_decay_at(state.step, ema_decay, ema_warmup)
+        ema = jax.tree.map(lambda e, p: d * e + (1.0 - d) * p, state.ema_params, params)
+        metrics = {"loss": loss, "grad_norm": optax.global_norm(grads), "mean_t": out.mean_t}
+        return TrainState(step=state.step + 1, params=params, ema_params=ema, opt_state=opt_state), metrics
+
+    return jax.jit(train_step, donate_argnums=0)
+
+
+def warm_start(state: TrainState, model_dir: str) -> TrainState:
+    """Params and EMA from an exported model (the repo ships EMA params only, so a later session
+    continues the campaign from them with a fresh optimizer state; the step count restarts)."""
+    params = checkpointing.load_params(model_dir, jax.eval_shape(lambda: state.params))
+    return state.replace(params=params, ema_params=jax.tree.map(jnp.copy, params))
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop.
+
+
+def _image_shape(config):
+    c = int(config.data.crop_size)
+    return (c, c, 3)
+
+
+def abstract_train_state(config):
+    model, tc = build_model(config), config.train
+    optimizer = build_optimizer(tc)
+    return jax.eval_shape(lambda k: init_train_state(model, optimizer, k, _image_shape(config)),
+                          jax.random.key(0))
+
+
+def _open_batches(config, start_step: int):
+    from diffsr_jax import data  # imported lazily: TFDS import is slow and not needed elsewhere
+
+    source = data.open_image_source(list(config.data.sources), os.path.expanduser(config.data.data_dir))
+    return data.BatchIterator(
+        source, batch_size=int(config.train.batch_size), crop_size=int(config.data.crop_size),
+        seed=int(config.seed), start_step=start_step, max_downscale=float(config.data.max_downscale),
+        flip=bool(config.data.flip), rot90=bool(config.data.rot90))
+
+
+def train_and_evaluate(config, workdir: str, *, progress: bool = True,
+                       batch_iterator_factory: Optional[Callable] = None) -> TrainState:
+    """Trains until ``config.train.num_steps``, resuming from the newest checkpoint in workdir."""
+    from tqdm.auto import tqdm
+
+    tc = config.train
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+        f.write(config.to_json(indent=2))
+
+    model = build_model(config)
+    schedule = build_schedule_from_spec(schedule_spec(config))
+    optimizer = build_optimizer(tc)
+    manager = checkpointing.make_manager(os.path.join(workdir, "checkpoints"),
+                                         max_to_keep=int(tc.keep_checkpoints))
+    abstract = abstract_train_state(config)
+    state = checkpointing.restore_latest(manager, abstract)
+    if state is None:
+        state = jax.jit(lambda k: init_train_state(model, optimizer, k, _image_shape(config)))(
+            jax.random.key(config.seed))
+        start = 0
+        if tc.get("init_from"):
+            state = warm_start(state, tc.init_from)
+            print(f"warm-started params and EMA from {tc.init_from}", file=sys.stderr)
+    else:
+        start = int(state.step)
+        print(f"resumed from step {start} in {workdir}", file=sys.stderr)
+    if start >= tc.num_steps:
+        return state
+
+    train_step = make_train_step(model, schedule, optimizer, ema_decay=float(tc.ema_decay),
+                                 ema_warmup=bool(tc.ema_warmup), t_low_fraction=float(tc.t_low_fraction),
+                                 t_low_prob=float(tc.t_low_prob))
+    base_key = jax.random.fold_in(jax.random.key(config.seed), 1)
+    factory = batch_iterator_factory or (lambda s: _open_batches(config, s))
+    log_path = os.path.join(workdir, "metrics.jsonl")
+    bar = tqdm(total=int(tc.num_steps), initial=start, disable=not progress, desc="train", unit="step",
+               dynamic_ncols=True)
+    t0, last_good = time.time(), start
+    try:
+        with factory(start) as batches, open(log_path, "a") as log:
+            for step, batch in batches:
+                if step >= tc.num_steps:
+                    break
+                state, metrics = train_step(state, jnp.asarray(batch), base_key)
+                loss = float(metrics["loss"])  # one host sync per step: catches NaN immediately
+                if not math.isfinite(loss):
+                    raise TrainingError(
+                        f"non-finite loss ({loss}) at step {step}; stopped without saving. The last good "
+                        f"checkpoint (step {manager.latest_step()}) is kept in {workdir}/checkpoints; "
+                        "lower train.learning_rate or set train.grad_clip.")
+                done = step + 1
+                if done % int(tc.log_every) == 0 or done == tc.num_steps:
+                    rate = (done - start) / max(time.time() - t0, 1e-9)
+                    rec = {"step": done, "loss": loss, "grad_norm": float(metrics["grad_norm"]),
+                           "steps_per_s": rate, "wall_s": time.time() - t0}
+                    log.write(json.dumps(rec) + "\n")
+                    log.flush()
+                    bar.set_postfix(loss=f"{loss:.4f}", steps_s=f"{rate:.2f}")
+                bar.update(1)
+                if done % int(tc.save_every) == 0 or done == tc.num_steps:
+                    checkpointing.save_train_state(manager, done, state)
+                last_good = done
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: saving step {last_good}", file=sys.stderr)
+        if manager.latest_step() != last_good:
+            checkpointing.save_train_state(manager, last_good, state)
+        raise
+    finally:
+        bar.close()
+        manager.wait_until_finished()
+        manager.close()
+    return state
+
+
+def export_latest(config, workdir: str, export_dir: str, extra: Optional[dict] = None) -> str:
+    """Writes the EMA params of the newest checkpoint in workdir as an inference checkpoint."""
+    manager = checkpointing.make_manager(os.path.join(workdir, "checkpoints"))
+    state = checkpointing.restore_latest(manager, abstract_train_state(config))
+    manager.close()
+    if state is None:
+        raise checkpointing.CheckpointError(f"no training checkpoint in {workdir}/checkpoints")
+    info = {"step": int(state.step), "train_config": json.loads(config.to_json()), **(extra or {})}
+    return checkpointing.export_model(export_dir, state.ema_params, model_hparams(config),
+                                      schedule_spec(config), extra=info)

@@ -67,9 +67,11 @@ def _cosine_betas(T: int, s: float = 0.008) -> np.ndarray:
 
 
 def _squared_cosine_betas(T: int, s: float = 0.008) -> np.ndarray:
-    # Stable Diffusion's "squaredcos_cap_v2" (the paper's "Square Cosine", §4.3.2). In that lineage
-    # it is the same cos² curve as Nichol & Dhariwal's cosine but *without* the f(0)
-    # normalisation, so ᾱ_1 carries the f(0) factor; the two differ only slightly near t = 0.
+    # Stable Diffusion's "squaredcos_cap_v2" (the paper's "Square Cosine", §4.3.2): β_i =
+    # min(1 − f(t_i)/f(t_{i−1}), 0.999) with f = cos²((t + s)/(1 + s) · π/2). The ratios telescope,
+    # so its ᾱ is exactly Nichol & Dhariwal's cosine: the paper lists the two separately, but in
+    # the code it cites they are one curve (kept as its own name so the Fig. 7 ablation can be run
+    # as the paper describes; expect the two rows to agree).
     return _betas_from_alpha_bar(lambda t: np.cos((t + s) / (1 + s) * math.pi / 2) ** 2, T)
 
 

@@ -58,13 +58,14 @@ def build_schedule_from_spec(spec: dict) -> Schedule:
 def learning_rate_schedule(tc) -> optax.Schedule:
     warm = max(int(tc.warmup_steps), 0)
     if tc.lr_decay == "cosine":
-        return optax.warmup_cosine_decay_schedule(0.0, tc.learning_rate, max(warm, 1), int(tc.num_steps),
+        return optax.warmup_cosine_decay_schedule(tc.learning_rate / max(warm, 1), tc.learning_rate, max(warm, 1), int(tc.num_steps),
                                                   end_value=0.1 * tc.learning_rate)
     if tc.lr_decay != "constant":
         raise ValueError(f"lr_decay must be 'constant' or 'cosine', got {tc.lr_decay!r}")
     if warm == 0:
         return optax.constant_schedule(tc.learning_rate)
-    return optax.linear_schedule(0.0, tc.learning_rate, warm)
+    # Start at lr/warm rather than 0 so the very first update is not wasted.
+    return optax.linear_schedule(tc.learning_rate / warm, tc.learning_rate, warm)
 
 
 def build_optimizer(tc) -> optax.GradientTransformation:
@@ -111,7 +112,7 @@ def make_train_step(model, schedule: Schedule, optimizer, *, ema_decay: float, e
         params = optax.apply_updates(state.params, updates)
         d = ema_decay_at(state.step, ema_decay, ema_warmup)
         ema = jax.tree.map(lambda e, p: d * e + (1.0 - d) * p, state.ema_params, params)
-        metrics = {"loss": loss, "grad_norm": optax.global_norm(grads), "mean_t": out.mean_t}
+        metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), "mean_t": out.mean_t}
         return TrainState(step=state.step + 1, params=params, ema_params=ema, opt_state=opt_state), metrics
 
     return jax.jit(train_step, donate_argnums=0)

@@ -1,0 +1,30 @@
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="session")
+def image_folder(tmp_path_factory):
+    """A few small generated photos-like images (smooth gradients + texture), never ../shared."""
+    folder = tmp_path_factory.mktemp("imgs")
+    rng = np.random.default_rng(0)
+    for i, (h, w) in enumerate([(40, 48), (36, 36), (48, 40)]):
+        yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+        base = np.stack([yy, xx, 0.5 + 0.5 * np.sin(6 * (xx + yy + i))], -1)
+        img = np.clip(base + 0.05 * rng.normal(size=base.shape), 0, 1)
+        Image.fromarray((img * 255).astype(np.uint8)).save(folder / f"{i}.png")
+    return str(folder)
+
+
+@pytest.fixture()
+def tiny_config(image_folder, tmp_path):
+    from configs import tiny
+
+    c = tiny.get_config()
+    c.data.sources = (image_folder,)
+    c.data.data_dir = str(tmp_path / "tfds")
+    return c

@@ -1,0 +1,117 @@
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from diffsr_jax import checkpointing, train_lib
+from conftest import REPO
+
+
+def _leaves_close(a, b, atol=0.0):
+    return all(np.allclose(x, y, atol=atol) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def test_one_real_step_updates_params_and_ema(tiny_config):
+    c = tiny_config
+    model, opt = train_lib.build_model(c), train_lib.build_optimizer(c.train)
+    sched = train_lib.build_schedule_from_spec(dict(c.schedule))
+    state = train_lib.init_train_state(model, opt, jax.random.key(0), (16, 16, 3))
+    before = jax.tree.map(np.asarray, state.params)
+    step = train_lib.make_train_step(model, sched, opt, ema_decay=0.99)
+    batch = jax.random.uniform(jax.random.key(1), (4, 16, 16, 3), minval=-1, maxval=1)
+    new, metrics = step(state, batch, jax.random.key(2))
+    assert int(new.step) == 1 and np.isfinite(float(metrics["loss"]))
+    assert not _leaves_close(before, new.params)
+    assert not _leaves_close(new.ema_params, new.params)  # EMA lags the params
+
+
+def test_resume_continues_exactly(tiny_config, tmp_path):
+    """4 steps in one run == 2 steps, stop, resume to 4 (same batches, same keys)."""
+    c = tiny_config
+    c.train.num_steps = 4
+    straight = train_lib.train_and_evaluate(c, str(tmp_path / "a"), progress=False)
+    c.train.num_steps = 2
+    train_lib.train_and_evaluate(c, str(tmp_path / "b"), progress=False)
+    c.train.num_steps = 4
+    resumed = train_lib.train_and_evaluate(c, str(tmp_path / "b"), progress=False)
+    assert int(resumed.step) == 4
+    assert _leaves_close(straight.params, resumed.params, atol=1e-6)
+    assert _leaves_close(straight.ema_params, resumed.ema_params, atol=1e-6)
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_config, tmp_path):
+    c = tiny_config
+    c.train.num_steps = 6
+
+    @contextlib.contextmanager
+    def batches(start):
+        def gen():
+            rng = np.random.default_rng(0)
+            for s in range(start, 100):
+                b = rng.uniform(-1, 1, (4, 16, 16, 3)).astype(np.float32)
+                yield s, (b * np.nan if s == 3 else b)
+        yield gen()
+
+    with pytest.raises(train_lib.TrainingError, match="non-finite loss.*step 3.*step 2"):
+        train_lib.train_and_evaluate(c, str(tmp_path), progress=False, batch_iterator_factory=batches)
+    manager = checkpointing.make_manager(str(tmp_path / "checkpoints"))
+    assert manager.latest_step() == 2
+
+
+def test_incomplete_checkpoint_is_ignored(tiny_config, tmp_path):
+    c = tiny_config
+    c.train.num_steps = 2
+    train_lib.train_and_evaluate(c, str(tmp_path), progress=False)
+    # What a save killed half-way leaves behind: an uncommitted temp directory.
+    os.makedirs(tmp_path / "checkpoints" / "4.orbax-checkpoint-tmp-1234" / "default")
+    manager = checkpointing.make_manager(str(tmp_path / "checkpoints"))
+    assert manager.latest_step() == 2
+    state = checkpointing.restore_latest(manager, train_lib.abstract_train_state(c))
+    assert int(state.step) == 2
+
+
+def test_export_and_warm_start(tiny_config, tmp_path):
+    c = tiny_config
+    c.train.num_steps = 2
+    state = train_lib.train_and_evaluate(c, str(tmp_path / "w"), progress=False)
+    out = train_lib.export_latest(c, str(tmp_path / "w"), str(tmp_path / "model"))
+    meta = checkpointing.read_model_meta(out)
+    assert meta["step"] == 2 and meta["schedule"]["T"] == 100
+    with pytest.raises(checkpointing.CheckpointError, match="refusing to overwrite"):
+        train_lib.export_latest(c, str(tmp_path / "w"), str(tmp_path / "model"))
+    fresh = train_lib.init_train_state(train_lib.build_model(c), train_lib.build_optimizer(c.train),
+                                       jax.random.key(9), (16, 16, 3))
+    warm = train_lib.warm_start(fresh, out)
+    assert _leaves_close(warm.params, state.ema_params) and _leaves_close(warm.ema_params, state.ema_params)
+
+
+def test_train_cli_killed_then_resumed(image_folder, tmp_path):
+    """train.py for real in a subprocess: kill it after a checkpoint, re-run, steps continue."""
+    workdir = tmp_path / "run"
+    args = [sys.executable, os.path.join(REPO, "train.py"), "--config", os.path.join(REPO, "configs/tiny.py"),
+            "--workdir", str(workdir), f"--config.data.sources=('{image_folder}',)",
+            f"--config.data.data_dir={tmp_path / 'tfds'}", "--config.train.save_every=1", "--progress=false"]
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    proc = subprocess.Popen(args + ["--config.train.num_steps=100000"], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    ckpt = workdir / "checkpoints"
+    deadline = time.time() + 240
+    while time.time() < deadline and not (ckpt.exists() and any(p.name.isdigit() and int(p.name) >= 3
+                                                                for p in ckpt.iterdir())):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = checkpointing.make_manager(str(ckpt)).latest_step()
+    assert killed_at is not None and killed_at >= 2
+    done = subprocess.run(args + [f"--config.train.num_steps={killed_at + 2}"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"resumed from step {killed_at}" in done.stderr
+    assert checkpointing.make_manager(str(ckpt)).latest_step() == killed_at + 2

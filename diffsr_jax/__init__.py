@@ -1,0 +1,13 @@
+"""diffsr-jax: arbitrary-scale super-resolution with one pre-trained pixel diffusion model (Diff-SR).
+
+High level:   ``diffsr_jax.upscale(image, "1080p")``, ``load_model()``, ``upscale_array(...)``
+Pure core:    ``pipeline.diffsr`` (params, schedule, upsampled batch, traced t, key) → HR batch,
+              ``samplers.ddim_sample`` / ``ddpm_sample``, ``schedules.make_schedule``.
+"""
+
+from diffsr_jax.api import DEFAULT_CHECKPOINT, LoadedModel, load_model, upscale, upscale_array
+from diffsr_jax.schedules import Schedule, make_schedule, q_sample
+
+__version__ = "0.1.0"
+__all__ = ["DEFAULT_CHECKPOINT", "LoadedModel", "Schedule", "load_model", "make_schedule", "q_sample",
+           "upscale", "upscale_array"]

@@ -7,6 +7,19 @@ from PIL import Image
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def pytest_configure(config):
+    # Many tests build identical tiny programs (each train run re-jits its step): a persistent
+    # compilation cache shared by the session (and its subprocesses) compiles each only once.
+    import tempfile
+
+    import jax
+
+    cache = os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="diffsr-jax-cache-"))
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+    jax.config.update("jax_compilation_cache_dir", cache)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+
+
 @pytest.fixture(scope="session")
 def image_folder(tmp_path_factory):
     """A few small generated photos-like images (smooth gradients + texture), never ../shared."""

@@ -1,0 +1,91 @@
+"""UNet forward and train-step throughput as achieved GFLOP/s and as a fraction of fp32 peak.
+
+    python benchmarks/unet_speed.py            # CPU and paper configs
+    python benchmarks/unet_speed.py --quick    # fewer repetitions
+
+FLOPs are XLA's own estimate (`compiled.cost_analysis()["flops"]`) of the compiled program.
+Assumed peak (override with --peak-gflops): this machine's 2 Zen 3 cores, each with two 256-bit
+FMA pipes = 2 × 8 lanes × 2 FLOP = 32 fp32 FLOP/cycle/core, × ~2.45 GHz × 2 cores ≈ 157 GFLOP/s.
+"""
+
+import argparse
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax
+import jax.numpy as jnp
+
+from configs import cpu, default
+from diffsr_jax import train_lib
+
+
+def flops_of(compiled) -> float:
+    ca = compiled.cost_analysis()
+    ca = ca[0] if isinstance(ca, (list, tuple)) else ca
+    return float(ca.get("flops", 0.0))
+
+
+def timed(fn, args, reps):
+    out = fn(*args)
+    jax.block_until_ready(out)
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        out = fn(*args)
+    jax.block_until_ready(out)
+    return (time.perf_counter() - t0) / reps
+
+
+def bench_forward(config, hw, batch, reps):
+    model = train_lib.build_model(config)
+    params = jax.jit(lambda k: model.init(k, jnp.zeros((1, 32, 32, 3)), jnp.zeros((1,), jnp.int32)))(
+        jax.random.key(0))
+    x = jax.random.normal(jax.random.key(1), (batch, hw, hw, 3))
+    t = jnp.full((batch,), 300, jnp.int32)
+    fwd = jax.jit(lambda p, x, t: model.apply(p, x, t))
+    flops = flops_of(fwd.lower(params, x, t).compile())
+    return flops, timed(fwd, (params, x, t), reps)
+
+
+def bench_train(config, hw, batch, reps):
+    config.data.crop_size = hw
+    model, opt = train_lib.build_model(config), train_lib.build_optimizer(config.train)
+    sched = train_lib.build_schedule_from_spec(dict(config.schedule))
+    state = jax.jit(lambda k: train_lib.init_train_state(model, opt, k, (hw, hw, 3)))(jax.random.key(0))
+    step = train_lib.make_train_step(model, sched, opt, ema_decay=0.999)
+    x = jax.random.uniform(jax.random.key(1), (batch, hw, hw, 3), minval=-1, maxval=1)
+    key = jax.random.key(2)
+    flops = flops_of(step.lower(state, x, key).compile())
+    state, m = step(state, x, key)
+    jax.block_until_ready(m)
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        state, m = step(state, x, key)
+    jax.block_until_ready(m)
+    return flops, (time.perf_counter() - t0) / reps
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--peak-gflops", type=float, default=157.0)
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args()
+    reps = 1 if args.quick else 3
+    print(f"device: {jax.devices()[0].device_kind} x{jax.device_count()}, assumed fp32 peak {args.peak_gflops:.0f} GFLOP/s")
+    rows = [
+        ("cpu config  forward 1x256²", lambda: bench_forward(cpu.get_config(), 256, 1, reps)),
+        ("cpu config  train   32x64²", lambda: bench_train(cpu.get_config(), 64, 32, reps)),
+        ("paper config forward 1x256²", lambda: bench_forward(default.get_config(), 256, 1, reps)),
+        ("paper config train   1x256²", lambda: bench_train(default.get_config(), 256, 1, reps)),
+    ]
+    print(f"{'case':30s} {'GFLOP':>8s} {'seconds':>8s} {'GFLOP/s':>8s} {'of peak':>8s}")
+    for name, fn in rows:
+        flops, sec = fn()
+        g = flops / 1e9
+        print(f"{name:30s} {g:8.1f} {sec:8.3f} {g / sec:8.1f} {g / sec / args.peak_gflops:8.1%}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,236 @@
+"""The user-facing Python API: load a model once, upscale arrays or images to any size.
+
+    import diffsr_jax
+    out = diffsr_jax.upscale(image_uint8, "1080p")            # numpy in, numpy out
+    model = diffsr_jax.load_model()                           # bundled checkpoint
+    hr, info = diffsr_jax.upscale_array(img01, (540, 960), model=model, noise=("fraction", 0.3))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from typing import Any, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from diffsr_jax import checkpointing, pipeline
+from diffsr_jax.models import build_unet
+from diffsr_jax.schedules import Schedule, make_schedule, q_sample
+
+DEFAULT_CHECKPOINT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets", "default_model")
+DEFAULT_STEPS = 10  # DDIM steps from t; see the model card for the quality-vs-steps measurement
+AUTO_TILE_THRESHOLD = 384  # outputs with a side above this are processed in tiles
+DEFAULT_TILE = 256
+
+# Used when a checkpoint has no prf.json: noise fraction of T per scale, interpolated in log2(scale).
+FALLBACK_NOISE_TABLE = {"scales": [1.0, 2.0, 4.0, 8.0], "noise_fraction": [0.0, 0.2, 0.4, 0.55],
+                        "rule": "paper defaults (Fig. 4/6): ≈20% of T at 2×, ≈40% at 4×, 50–65% at 8×"}
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadedModel:
+    model: Any               # the Linen module (static, hashable)
+    params: Any              # its parameters (device arrays)
+    schedule: Schedule
+    meta: dict               # model.json
+    noise_table: dict        # prf.json or the fallback
+    directory: str
+
+    @property
+    def stride(self) -> int:
+        return self.model.total_stride
+
+    @property
+    def num_timesteps(self) -> int:
+        return self.schedule.num_steps
+
+
+def load_model(checkpoint: Optional[str] = None) -> LoadedModel:
+    """Restores an exported model without running ``init`` (abstract tree via eval_shape)."""
+    directory = os.path.abspath(os.path.expanduser(checkpoint or DEFAULT_CHECKPOINT))
+    if not os.path.isdir(directory):
+        raise checkpointing.CheckpointError(f"checkpoint directory not found: {directory}")
+    meta = checkpointing.read_model_meta(directory)
+    try:
+        model = build_unet(**meta["model"])
+        spec = meta["schedule"]
+        schedule = make_schedule(spec["name"], int(spec["T"]), float(spec.get("beta_start", 1e-4)),
+                                 float(spec.get("beta_end", 0.02)))
+    except (ValueError, KeyError, TypeError) as e:
+        raise checkpointing.CheckpointError(f"corrupt checkpoint metadata in {directory}: {e}") from None
+    s = model.total_stride
+    abstract = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, s, s, 3)),
+                                                 jnp.zeros((1,), jnp.int32))["params"])
+    params = checkpointing.load_params(directory, abstract)
+    return LoadedModel(model=model, params=params, schedule=schedule, meta=meta,
+                       noise_table=read_noise_table(directory), directory=directory)
+
+
+def read_noise_table(directory: str) -> dict:
+    path = os.path.join(directory, "prf.json")
+    if not os.path.exists(path):
+        return dict(FALLBACK_NOISE_TABLE)
+    try:
+        with open(path) as f:
+            table = json.load(f)
+        if len(table["scales"]) != len(table["noise_fraction"]) or not table["scales"]:
+            raise ValueError("scales and noise_fraction differ in length")
+        return table
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise checkpointing.CheckpointError(f"corrupt PRF table {path}: {e}") from None
+
+
+def auto_noise_fraction(table: dict, scale: float) -> float:
+    """t*/T for any scale: linear in log2(scale) between calibrated scales, clamped outside."""
+    scales = np.log2(np.maximum(np.asarray(table["scales"], np.float64), 1e-6))
+    order = np.argsort(scales)
+    fr = np.asarray(table["noise_fraction"], np.float64)[order]
+    return float(np.interp(math.log2(max(scale, 1e-6)), scales[order], fr))
+
+
+def resolve_noise_step(model: LoadedModel, noise, scale: float) -> int:
+    """noise: ("auto", None) | ("fraction", f) | ("step", t) → an int step in [0, T]."""
+    kind, value = noise if isinstance(noise, tuple) else (("auto", None) if noise == "auto" else
+                                                          ("fraction", float(noise)))
+    T = model.num_timesteps
+    if kind == "auto":
+        return int(round(auto_noise_fraction(model.noise_table, scale) * T))
+    if kind == "fraction":
+        if not 0.0 <= float(value) <= 1.0:
+            raise ValueError(f"noise fraction must be in [0, 1], got {value}")
+        return int(round(float(value) * T))
+    if kind == "step":
+        if not 0 <= int(value) <= T:
+            raise ValueError(f"noise step must be in [0, {T}], got {value}")
+        return int(value)
+    raise ValueError(f"unknown noise spec {noise!r}")
+
+
+def _run_tiles(model: LoadedModel, x_t: np.ndarray, t: int, key, *, tile: int, overlap: int,
+               num_steps: int, tile_batch: int, progress: bool) -> np.ndarray:
+    h, w, c = x_t.shape
+    windows = list(pipeline.tile_windows(h, w, tile, overlap))
+    th, tw = windows[0][2].shape
+    placed = []
+    batches = range(0, len(windows), tile_batch)
+    if progress:
+        from tqdm.auto import tqdm
+        batches = tqdm(batches, desc="tiles", unit="batch", leave=False)
+    for b0 in batches:
+        chunk = windows[b0:b0 + tile_batch]
+        tiles = np.stack([x_t[y:y + th, x:x + tw] for y, x, _ in chunk])
+        if len(chunk) < tile_batch:  # constant batch shape → no recompilation for the last batch
+            tiles = np.concatenate([tiles, np.repeat(tiles[-1:], tile_batch - len(chunk), 0)])
+        out = pipeline.restore_batch_jit(model.model, model.params, model.schedule, jnp.asarray(tiles),
+                                         jnp.full((tile_batch,), t, jnp.int32), key, num_steps=num_steps)
+        out = np.asarray(out)
+        placed += [(y, x, wgt, out[i]) for i, (y, x, wgt) in enumerate(chunk)]
+    return pipeline.blend_tiles((h, w), c, placed)
+
+
+def upscale_array(image: np.ndarray, out_hw: tuple[int, int], *, model: LoadedModel, noise=("auto", None),
+                  steps: Optional[int] = None, seed: int = 0, tile: Optional[int] = None,
+                  tile_overlap: int = 32, tile_batch: int = 4, progress: bool = False) -> tuple[np.ndarray, dict]:
+    """Diff-SR on one float image HxWx3 in [0, 1] → (out_h x out_w x 3 in [0, 1], info).
+
+    ``tile=None`` picks whole-image processing for outputs up to AUTO_TILE_THRESHOLD per side and
+    DEFAULT_TILE tiles above; ``tile=0`` forces whole-image processing.
+    """
+    image = np.asarray(image, np.float32)
+    if image.ndim != 3 or image.shape[-1] != 3:
+        raise ValueError(f"expected an HxWx3 image, got shape {image.shape}")
+    out_h, out_w = int(out_hw[0]), int(out_hw[1])
+    scale = max(out_h / image.shape[0], out_w / image.shape[1])
+    t = resolve_noise_step(model, noise, scale)
+    num_steps = int(steps or DEFAULT_STEPS)
+    if num_steps < 1:
+        raise ValueError("steps must be ≥ 1")
+    key = jax.random.key(seed)
+    k_noise, k_sample = jax.random.split(key)
+
+    x_up = np.asarray(pipeline.upsample(jnp.asarray(image[None] * 2.0 - 1.0), (out_h, out_w)))[0]
+    x_up, _ = pipeline.pad_to_multiple(x_up, model.stride)
+    if t == 0:
+        out = x_up
+    else:
+        noise_img = jax.random.normal(k_noise, x_up.shape, jnp.float32)
+        x_t = np.asarray(q_sample(model.schedule, jnp.asarray(x_up), jnp.int32(t), noise_img))
+        if tile is None:
+            tile = DEFAULT_TILE if max(out_h, out_w) > AUTO_TILE_THRESHOLD else 0
+        if tile:
+            tile = max(model.stride, tile - tile % model.stride)
+            overlap = min(int(tile_overlap), tile // 2)
+            out = _run_tiles(model, x_t, t, k_sample, tile=tile, overlap=overlap, num_steps=num_steps,
+                             tile_batch=tile_batch, progress=progress)
+        else:
+            out = np.asarray(pipeline.restore_batch_jit(model.model, model.params, model.schedule,
+                                                        jnp.asarray(x_t[None]), jnp.full((1,), t, jnp.int32),
+                                                        k_sample, num_steps=num_steps))[0]
+    out = np.clip((out[:out_h, :out_w] + 1.0) / 2.0, 0.0, 1.0)
+    info = {"t": t, "noise_fraction": t / model.num_timesteps, "steps": num_steps, "scale": scale,
+            "tile": tile or 0}
+    return out, info
+
+
+def upscale(images, target, *, noise="auto", steps: Optional[int] = None, seed: int = 0,
+            checkpoint: Optional[str] = None, fit: str = "contain", model: Optional[LoadedModel] = None,
+            tile: Optional[int] = None, allow_downscale: bool = False):
+    """Upscale one image or a list of images (uint8/uint16/float HxW[xC] numpy arrays).
+
+    ``target``: "2x", "2.7", "1920x1080", "1080p", ... (see diffsr_jax.targets). ``noise``: "auto",
+    a fraction of T (0.35) or "t=350". Returns arrays of the input's dtype and channel count.
+    """
+    from diffsr_jax import targets
+
+    single = isinstance(images, np.ndarray)
+    batch: Sequence[np.ndarray] = [images] if single else list(images)
+    tgt = targets.parse_target(target) if isinstance(target, str) else target
+    noise_spec = targets.parse_noise(noise) if isinstance(noise, str) else ("fraction", float(noise))
+    model = model or load_model(checkpoint)
+    results = []
+    for i, img in enumerate(batch):
+        rgb, alpha, restore_dtype = _to_float_rgb(np.asarray(img))
+        plan = targets.output_size(rgb.shape[:2], tgt, fit=fit, allow_downscale=allow_downscale)
+        out, _ = upscale_array(rgb, (plan.out_h, plan.out_w), model=model, noise=noise_spec, steps=steps,
+                               seed=seed, tile=tile)
+        out = targets.apply_crop(out, plan)
+        results.append(restore_dtype(out, alpha, out.shape[:2]))
+    return results[0] if single else results
+
+
+def _to_float_rgb(img: np.ndarray):
+    """→ (float RGB in [0,1], alpha or None, fn mapping a float RGB result back to the input's form)."""
+    if img.dtype == np.uint8:
+        scale = 255.0
+    elif img.dtype == np.uint16:
+        scale = 65535.0
+    elif np.issubdtype(img.dtype, np.floating):
+        scale = 1.0
+    else:
+        raise ValueError(f"unsupported image dtype {img.dtype}")
+    x = img.astype(np.float32) / scale
+    gray = x.ndim == 2 or x.shape[-1] in (1, 2)
+    if x.ndim == 2:
+        x = x[..., None]
+    if x.ndim != 3 or x.shape[-1] not in (1, 2, 3, 4):
+        raise ValueError(f"expected HxW, HxWx1..4 image, got shape {img.shape}")
+    alpha = x[..., -1] if x.shape[-1] in (2, 4) else None
+    rgb = x[..., :3] if x.shape[-1] >= 3 else np.repeat(x[..., :1], 3, axis=-1)
+
+    def back(out: np.ndarray, a, out_hw) -> np.ndarray:
+        y = out.mean(axis=-1, keepdims=True) if gray else out
+        if a is not None:
+            a_up = np.asarray(jax.image.resize(jnp.asarray(a), out_hw, method="bicubic"))
+            y = np.concatenate([y, np.clip(a_up, 0, 1)[..., None]], axis=-1)
+        if img.ndim == 2:
+            y = y[..., 0]
+        if scale == 1.0:
+            return y.astype(img.dtype)
+        return np.round(np.clip(y, 0, 1) * scale).astype(img.dtype)
+
+    return rgb, alpha, back

@@ -1,0 +1,112 @@
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import tiny
+from diffsr_jax import api, checkpointing, pipeline, train_lib
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory):
+    """An exported tiny model with non-trivial weights (the zero-init head would make ε ≡ 0)."""
+    c = tiny.get_config()
+    model = train_lib.build_model(c)
+    params = model.init(jax.random.key(0), jnp.zeros((1, 8, 8, 3)), jnp.zeros((1,), jnp.int32))["params"]
+    params = jax.tree.map(lambda p, k: p + 0.05 * jax.random.normal(k, p.shape),
+                          params, jax.tree.unflatten(jax.tree.structure(params),
+                                                     list(jax.random.split(jax.random.key(1), len(jax.tree.leaves(params))))))
+    d = str(tmp_path_factory.mktemp("m") / "model")
+    checkpointing.export_model(d, params, train_lib.model_hparams(c), train_lib.schedule_spec(c))
+    return d
+
+
+@pytest.fixture(scope="module")
+def model(tiny_model_dir):
+    return api.load_model(tiny_model_dir)
+
+
+def smooth_image(h, w, seed=0):
+    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+    rng = np.random.default_rng(seed)
+    return np.clip(np.stack([yy, xx, 0.5 + 0.4 * np.sin(8 * xx * yy)], -1) + 0.02 * rng.normal(size=(h, w, 3)),
+                   0, 1).astype(np.float32)
+
+
+def test_tile_starts_cover_with_overlap():
+    for length, tile, ov in [(100, 32, 8), (32, 32, 8), (20, 32, 8), (65, 16, 4)]:
+        starts = pipeline.tile_starts(length, tile, ov)
+        covered = np.zeros(length, bool)
+        for s in starts:
+            covered[s:s + tile] = True
+        assert covered.all() and starts[0] == 0
+        assert all(b - a <= tile - ov for a, b in zip(starts, starts[1:]))
+
+
+def test_blending_constant_tiles_is_exact():
+    placed = [(y, x, w, np.full(w.shape + (3,), 0.25, np.float32))
+              for y, x, w in pipeline.tile_windows(50, 70, 16, 6)]
+    np.testing.assert_allclose(pipeline.blend_tiles((50, 70), 3, placed), 0.25, atol=1e-6)
+
+
+def test_noise_zero_is_plain_bicubic(model):
+    img = smooth_image(12, 16)
+    out, info = api.upscale_array(img, (24, 32), model=model, noise=("step", 0))
+    ref = np.asarray(pipeline.upsample(jnp.asarray(img[None] * 2 - 1), (24, 32)))[0]
+    np.testing.assert_allclose(out, (ref + 1) / 2, atol=1e-6)
+    assert info["t"] == 0
+
+
+def test_output_size_range_and_determinism(model):
+    img = smooth_image(10, 14)
+    a, info = api.upscale_array(img, (27, 37), model=model, noise=("fraction", 0.3), steps=3, seed=1)
+    b, _ = api.upscale_array(img, (27, 37), model=model, noise=("fraction", 0.3), steps=3, seed=1)
+    assert a.shape == (27, 37, 3) and a.min() >= 0 and a.max() <= 1
+    np.testing.assert_array_equal(a, b)
+    assert info["t"] == 30 and info["steps"] == 3  # tiny model: T = 100
+
+
+def test_tiled_equals_untiled_within_tolerance(model):
+    img = smooth_image(24, 20)
+    kw = dict(model=model, noise=("fraction", 0.2), steps=2, seed=0)
+    whole, _ = api.upscale_array(img, (48, 40), tile=0, **kw)
+    tiled, info = api.upscale_array(img, (48, 40), tile=24, tile_overlap=12, **kw)
+    assert info["tile"] == 24
+    assert np.abs(whole - tiled).mean() < 0.01 and np.abs(whole - tiled).max() < 0.1
+
+
+def test_auto_noise_interpolates_in_log_scale():
+    table = {"scales": [2, 4, 8], "noise_fraction": [0.2, 0.4, 0.6]}
+    assert api.auto_noise_fraction(table, 2) == pytest.approx(0.2)
+    assert api.auto_noise_fraction(table, 2 ** 1.5) == pytest.approx(0.3)
+    assert api.auto_noise_fraction(table, 1.2) == pytest.approx(0.2)  # clamped below
+    assert api.auto_noise_fraction(table, 16) == pytest.approx(0.6)   # clamped above
+
+
+def test_upscale_keeps_dtype_and_channels(model):
+    gray = (smooth_image(8, 12)[..., 0] * 255).astype(np.uint8)
+    out = api.upscale(gray, "2x", model=model, noise=0.1, steps=2)
+    assert out.shape == (16, 24) and out.dtype == np.uint8
+    rgba = np.concatenate([smooth_image(8, 8), np.full((8, 8, 1), 0.5, np.float32)], -1)
+    rgba16 = (rgba * 65535).astype(np.uint16)
+    out = api.upscale(rgba16, "2x", model=model, noise=0.1, steps=2)
+    assert out.shape == (16, 16, 4) and out.dtype == np.uint16
+    np.testing.assert_allclose(out[..., 3] / 65535, 0.5, atol=1e-3)  # alpha by plain resize
+
+
+def test_missing_and_corrupt_checkpoints(tmp_path, tiny_model_dir):
+    with pytest.raises(checkpointing.CheckpointError, match="not found"):
+        api.load_model(str(tmp_path / "nope"))
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "model.json").write_text("{not json")
+    with pytest.raises(checkpointing.CheckpointError, match="corrupt"):
+        api.load_model(str(bad))
+    (bad / "model.json").write_text(open(os.path.join(tiny_model_dir, "model.json")).read())
+    (bad / "params").mkdir()
+    (bad / "params" / "garbage").write_bytes(b"\0" * 10)
+    with pytest.raises(checkpointing.CheckpointError, match="cannot restore"):
+        api.load_model(str(bad))

@@ -80,6 +80,11 @@ def main():
         ("paper config forward 1x256²", lambda: bench_forward(default.get_config(), 256, 1, reps)),
         ("paper config train   1x256²", lambda: bench_train(default.get_config(), 256, 1, reps)),
     ]
+    for name, cfg in [("cpu", cpu.get_config()), ("paper", default.get_config())]:
+        model = train_lib.build_model(cfg)
+        shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 64, 64, 3)),
+                                                   jnp.zeros((1,), jnp.int32)))
+        print(f"{name} config: {sum(x.size for x in jax.tree.leaves(shapes)) / 1e6:.2f}M parameters")
     print(f"{'case':30s} {'GFLOP':>8s} {'seconds':>8s} {'GFLOP/s':>8s} {'of peak':>8s}")
     for name, fn in rows:
         flops, sec = fn()

@@ -45,7 +45,7 @@ class FakeApi(types.ModuleType):
         return self.LoadedModel()
 
     def upscale_array(self, image, out_hw, *, model, noise=("auto", None), steps=None, seed=0,
-                      tile=None, tile_overlap=32, progress=False):
+                      tile=None, tile_overlap=32, tile_batch=4, progress=False):
         assert isinstance(model, self.LoadedModel)
         assert image.dtype == np.float32 and image.ndim == 3 and image.shape[2] == 3
         self.calls.append(dict(shape=image.shape[:2], out_hw=tuple(out_hw), noise=noise,

@@ -60,8 +60,19 @@ def _predict(eps_fn, schedule, x, t, clip_x0, correct_x0):
     return eps, x0
 
 
-def _broadcast_t(t_start: jnp.ndarray, batch: int) -> jnp.ndarray:
-    return jnp.broadcast_to(jnp.asarray(t_start, jnp.int32), (batch,))
+def _run_ladder(update, x_t: jnp.ndarray, t_start: jnp.ndarray, num_steps: int) -> jnp.ndarray:
+    """Scans ``update(x, t, s, k) -> x_s`` over the per-item ladder; inactive items keep x."""
+    t_start = jnp.broadcast_to(jnp.asarray(t_start, jnp.int32), x_t.shape[:1])
+    ladder = timestep_ladder(t_start, num_steps)
+
+    def step(x, inputs):
+        t, s, k = inputs
+        active = (t > s)[:, None, None, None]
+        return jnp.where(active, update(x, t, s, k), x), None
+
+    ks = jnp.arange(num_steps, dtype=jnp.int32)
+    x0, _ = jax.lax.scan(step, x_t, (ladder[:, :-1].T, ladder[:, 1:].T, ks))
+    return x0
 
 
 def ddim_sample(
@@ -81,22 +92,16 @@ def ddim_sample(
     ``t_start`` is a traced int scalar or per-item (B,) array; ``eta`` = 0 is deterministic,
     ``eta`` = 1 matches DDPM's posterior variance on the strided ladder.
     """
-    ladder = timestep_ladder(_broadcast_t(t_start, x_t.shape[0]), num_steps)
     abar = schedule.alphas_cumprod
 
-    def step(x, inputs):
-        t, s, k = inputs
+    def update(x, t, s, k):
         eps, x0 = _predict(eps_fn, schedule, x, t, clip_x0, correct_x0)
         a_t, a_s = _gather(abar, t), _gather(abar, s)
         sigma = eta * jnp.sqrt((1.0 - a_s) / _safe(1.0 - a_t) * (1.0 - a_t / a_s))
         z = jax.random.normal(jax.random.fold_in(key, k), x.shape, x.dtype)
-        x_s = jnp.sqrt(a_s) * x0 + jnp.sqrt(jnp.maximum(1.0 - a_s - sigma**2, 0.0)) * eps + sigma * z
-        active = (t > s)[:, None, None, None]
-        return jnp.where(active, x_s, x), None
+        return jnp.sqrt(a_s) * x0 + jnp.sqrt(jnp.maximum(1.0 - a_s - sigma**2, 0.0)) * eps + sigma * z
 
-    ks = jnp.arange(num_steps, dtype=jnp.int32)
-    x0, _ = jax.lax.scan(step, x_t, (ladder[:, :-1].T, ladder[:, 1:].T, ks))
-    return x0
+    return _run_ladder(update, x_t, t_start, num_steps)
 
 
 def ddpm_sample(
@@ -116,11 +121,9 @@ def ddpm_sample(
     steps it samples the respaced process (Nichol & Dhariwal): β' = 1 − ᾱ_t/ᾱ_s between ladder
     entries t > s, whose posterior q(x_s | x_t, x0) is used below.
     """
-    ladder = timestep_ladder(_broadcast_t(t_start, x_t.shape[0]), num_steps)
     abar = schedule.alphas_cumprod
 
-    def step(x, inputs):
-        t, s, k = inputs
+    def update(x, t, s, k):
         _, x0 = _predict(eps_fn, schedule, x, t, clip_x0, correct_x0)
         a_t, a_s = _gather(abar, t), _gather(abar, s)
         beta = 1.0 - a_t / a_s
@@ -128,13 +131,9 @@ def ddpm_sample(
         mean = (beta * jnp.sqrt(a_s) / denom) * x0 + ((1.0 - a_s) * jnp.sqrt(a_t / a_s) / denom) * x
         var = beta * (1.0 - a_s) / denom
         z = jax.random.normal(jax.random.fold_in(key, k), x.shape, x.dtype)
-        x_s = mean + jnp.sqrt(var) * z  # var is 0 when s = 0: the last step is the mean
-        active = (t > s)[:, None, None, None]
-        return jnp.where(active, x_s, x), None
+        return mean + jnp.sqrt(var) * z  # var is 0 when s = 0: the last step is the mean
 
-    ks = jnp.arange(num_steps, dtype=jnp.int32)
-    x0, _ = jax.lax.scan(step, x_t, (ladder[:, :-1].T, ladder[:, 1:].T, ks))
-    return x0
+    return _run_ladder(update, x_t, t_start, num_steps)
 
 
 SAMPLERS = {"ddim": ddim_sample, "ddpm": ddpm_sample}

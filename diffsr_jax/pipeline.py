@@ -51,6 +51,14 @@ def diffsr(model, params, schedule: Schedule, x_up: jnp.ndarray, t: jnp.ndarray,
     return restore_batch(model, params, schedule, x_t, t, k_sample, num_steps=num_steps, sampler=sampler, eta=eta)
 
 
+def diffsr_from_lr(model, params, schedule: Schedule, lr: jnp.ndarray, t: jnp.ndarray, key: jax.Array,
+                   *, out_hw: tuple[int, int], num_steps: int, sampler: str = "ddim", eta: float = 0.0) -> jnp.ndarray:
+    """Low-resolution batch in [-1, 1] → HR batch of size ``out_hw`` (static; must be divisible
+    by the model's stride): bicubic upsample, then :func:`diffsr`. Pure, jit/vmap-able over t."""
+    return diffsr(model, params, schedule, upsample(lr, out_hw), t, key, num_steps=num_steps,
+                  sampler=sampler, eta=eta)
+
+
 # One compiled program per (model, tile shape, num_steps, sampler); t, params and keys are traced.
 restore_batch_jit = jax.jit(restore_batch, static_argnames=("model", "num_steps", "sampler"))
 

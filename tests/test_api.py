@@ -110,3 +110,19 @@ def test_missing_and_corrupt_checkpoints(tmp_path, tiny_model_dir):
     (bad / "params" / "garbage").write_bytes(b"\0" * 10)
     with pytest.raises(checkpointing.CheckpointError, match="cannot restore"):
         api.load_model(str(bad))
+
+
+def test_pure_core_vmaps_over_t_and_traces_once(model):
+    lr = jnp.asarray(smooth_image(8, 8)[None] * 2 - 1)
+    traces = []
+
+    def one(t):
+        traces.append(1)
+        return pipeline.diffsr_from_lr(model.model, model.params, model.schedule, lr, t, jax.random.key(0),
+                                       out_hw=(16, 16), num_steps=3)[0]
+
+    ts = jnp.array([0, 10, 40, 90])
+    grid = jax.jit(jax.vmap(one))(ts)
+    assert grid.shape == (4, 16, 16, 3) and len(traces) == 1
+    np.testing.assert_allclose(grid[0], pipeline.upsample(lr, (16, 16))[0], atol=1e-6)  # t = 0: bicubic
+    np.testing.assert_allclose(grid[2], jax.jit(one)(ts[2]), atol=1e-4)

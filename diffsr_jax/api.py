@@ -147,7 +147,7 @@ def upscale_array(image: np.ndarray, out_hw: tuple[int, int], *, model: LoadedMo
     out_h, out_w = int(out_hw[0]), int(out_hw[1])
     scale = max(out_h / image.shape[0], out_w / image.shape[1])
     t = resolve_noise_step(model, noise, scale)
-    num_steps = int(steps or DEFAULT_STEPS)
+    num_steps = DEFAULT_STEPS if steps is None else int(steps)
     if num_steps < 1:
         raise ValueError("steps must be ≥ 1")
     key = jax.random.key(seed)
@@ -198,8 +198,8 @@ def upscale(images, target, *, noise="auto", steps: Optional[int] = None, seed: 
         plan = targets.output_size(rgb.shape[:2], tgt, fit=fit, allow_downscale=allow_downscale)
         out, _ = upscale_array(rgb, (plan.out_h, plan.out_w), model=model, noise=noise_spec, steps=steps,
                                seed=seed, tile=tile)
-        out = targets.apply_crop(out, plan)
-        results.append(restore_dtype(out, alpha, out.shape[:2]))
+        # Alpha is resized to the full model output, then both are cropped together (cover).
+        results.append(targets.apply_crop(restore_dtype(out, alpha, out.shape[:2]), plan))
     return results[0] if single else results
 
 

@@ -120,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--noise", default="auto", metavar="SPEC",
                    help="auto, a fraction 0..1 (0.35) or a step t=350 (default: auto)")
     p.add_argument("--steps", type=_positive_int("--steps"), default=None, metavar="N",
-                   help="DDIM steps from t back to 0 (default: the model's default)")
+                   help="DDIM steps from t back to 0 (default: 10)")
     p.add_argument("--seed", type=_nonneg_int("--seed"), default=0, metavar="N",
                    help="random seed of the injected noise (default: 0)")
     p.add_argument("--checkpoint", default=None, metavar="DIR",
@@ -379,6 +379,9 @@ def _main(argv) -> int:
     except (RuntimeError, OSError, ValueError) as e:  # CheckpointError is a RuntimeError
         where = args.checkpoint or "the bundled model"
         _err(f"cannot load the model ({where}): {_one_line(e)}")
+        return 2
+    if noise[0] == "step" and noise[1] > model.num_timesteps:
+        _err(f"--noise t={noise[1]}: this model has T = {model.num_timesteps} steps (use 0..{model.num_timesteps})")
         return 2
 
     from tqdm.auto import tqdm

@@ -2,8 +2,8 @@
 
 The compiled core (`restore_batch`) takes the noise step ``t`` as a traced array, so one program
 serves every noise level, and it is vmappable over images and t. Large outputs are processed as
-fixed-size overlapping tiles: every tile has the same shape, so one compilation serves every image
-size, and memory stays bounded. Tiles see the *same* globally drawn injection noise and DDIM
+fixed-size overlapping tiles: tiles of one shape share one compilation across images (a side
+shorter than the tile gives a narrower tile), and memory stays bounded. Tiles see the *same* globally drawn injection noise and DDIM
 (η = 0) is deterministic afterwards, so overlaps agree up to the network's border effects, which
 a linear-ramp blend hides.
 """

@@ -1,4 +1,4 @@
-"""`train.py` / `diffsr-train`: train (or resume) a denoiser, optionally export its EMA params.
+"""Train (or resume) a Diff-SR denoiser; optionally export its EMA params for inference.
 
     python train.py --config configs/cpu.py --workdir runs/cpu
     python train.py --config configs/cpu.py --workdir runs/cpu --config.train.num_steps=2000
@@ -25,7 +25,7 @@ def _main(argv):
     from absl import logging
 
     logging.set_verbosity(logging.WARNING)  # Orbax logs every file rename at INFO
-    from diffsr_jax import checkpointing, train_lib
+    from diffsr_jax import checkpointing, data, train_lib
 
     if not _WORKDIR.value:
         raise app.UsageError("--workdir is required")
@@ -34,7 +34,7 @@ def _main(argv):
         if _EXPORT.value:
             path = train_lib.export_latest(_CONFIG.value, _WORKDIR.value, _EXPORT.value)
             print(f"exported EMA params to {path}")
-    except (train_lib.TrainingError, checkpointing.CheckpointError) as e:
+    except (train_lib.TrainingError, checkpointing.CheckpointError, data.DataError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
@@ -44,6 +44,10 @@ def _main(argv):
 def main():
     # Config files import `configs.*`: make the working directory importable when run as a script.
     sys.path.insert(0, os.getcwd())
+    # absl's --help lists only the key flags of the main module (keyed by sys.argv[0]); ours are
+    # defined here, so register them for it (covers train.py and the diffsr-train script).
+    for name in ("config", "workdir", "export_to", "progress"):
+        flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS[name])
     app.run(_main)
 
 

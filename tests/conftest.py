@@ -41,3 +41,26 @@ def tiny_config(image_folder, tmp_path):
     c.data.sources = (image_folder,)
     c.data.data_dir = str(tmp_path / "tfds")
     return c
+
+
+def random_params(model, hw: int = 8, seed: int = 0, kernel_gain: float = 1.0):
+    """Init-shaped random params drawn with numpy from the abstract tree (model.init's threefry
+    costs 30-40 s on these CPUs), perturbed so the zero-initialised head gives a non-zero ε.
+    A small ``kernel_gain`` keeps the residual blocks near identity, like a trained network."""
+    import jax
+    import jax.numpy as jnp
+
+    abstract = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, hw, hw, 3)),
+                                                 jnp.zeros((1,), jnp.int32))["params"])
+    rng = np.random.default_rng(seed)
+
+    def draw(path, leaf):
+        name = path[-1].key
+        noise = 0.05 * rng.normal(size=leaf.shape)
+        if name == "kernel":  # lecun-normal, Flax's default
+            noise += kernel_gain * rng.normal(size=leaf.shape) / np.sqrt(np.prod(leaf.shape[:-1]))
+        elif name == "scale":
+            noise += 1.0
+        return jnp.asarray(noise, jnp.float32)
+
+    return jax.tree_util.tree_map_with_path(draw, abstract)

@@ -8,17 +8,14 @@ import pytest
 
 from configs import tiny
 from diffsr_jax import api, checkpointing, pipeline, train_lib
+from conftest import random_params
 
 
 @pytest.fixture(scope="module")
 def tiny_model_dir(tmp_path_factory):
     """An exported tiny model with non-trivial weights (the zero-init head would make ε ≡ 0)."""
     c = tiny.get_config()
-    model = train_lib.build_model(c)
-    params = model.init(jax.random.key(0), jnp.zeros((1, 8, 8, 3)), jnp.zeros((1,), jnp.int32))["params"]
-    params = jax.tree.map(lambda p, k: p + 0.05 * jax.random.normal(k, p.shape),
-                          params, jax.tree.unflatten(jax.tree.structure(params),
-                                                     list(jax.random.split(jax.random.key(1), len(jax.tree.leaves(params))))))
+    params = random_params(train_lib.build_model(c), kernel_gain=0.1)
     d = str(tmp_path_factory.mktemp("m") / "model")
     checkpointing.export_model(d, params, train_lib.model_hparams(c), train_lib.schedule_spec(c))
     return d
@@ -70,12 +67,17 @@ def test_output_size_range_and_determinism(model):
 
 
 def test_tiled_equals_untiled_within_tolerance(model):
+    """Tiles differ from the whole image only through the network's borders and GroupNorm's
+    per-tile statistics; the blend must keep that far below what the diffusion itself changes."""
     img = smooth_image(24, 20)
     kw = dict(model=model, noise=("fraction", 0.2), steps=2, seed=0)
     whole, _ = api.upscale_array(img, (48, 40), tile=0, **kw)
     tiled, info = api.upscale_array(img, (48, 40), tile=24, tile_overlap=12, **kw)
+    bicubic, _ = api.upscale_array(img, (48, 40), tile=0, model=model, noise=("step", 0))
     assert info["tile"] == 24
-    assert np.abs(whole - tiled).mean() < 0.01 and np.abs(whole - tiled).max() < 0.1
+    diff = np.abs(whole - tiled)
+    assert diff.mean() < 0.02 and diff.max() < 0.15
+    assert diff.mean() < 0.25 * np.abs(whole - bicubic).mean()
 
 
 def test_auto_noise_interpolates_in_log_scale():

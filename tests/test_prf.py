@@ -9,6 +9,7 @@ import pytest
 from configs import tiny as tiny_config_module
 from diffsr_jax import pipeline, prf, train_lib
 from diffsr_jax.schedules import make_schedule
+from conftest import random_params
 
 SCALES = (2.0, 3.0, 4.0)
 T_GRID = np.array([0, 5, 10, 20, 30, 45, 60, 80], np.int32)  # 8 t on the tiny model's T = 100
@@ -16,25 +17,10 @@ T_GRID = np.array([0, 5, 10, 20, 30, 45, 60, 80], np.int32)  # 8 t on the tiny m
 
 @pytest.fixture(scope="module")
 def tiny():
-    """Tiny UNet with random params shaped like init's plus a perturbation (as in test_api's fixture:
-    the zero-init head would make ε ≡ 0). Drawn with numpy from the abstract tree because
-    ``model.init`` (threefry on CPU) costs 30–40 s on this machine, eager or jitted."""
+    """Tiny UNet with random (non-trivial) params; see conftest.random_params."""
     c = tiny_cfg()
     model = train_lib.build_model(c)
-    abstract = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 8, 8, 3)),
-                                                 jnp.zeros((1,), jnp.int32))["params"])
-    rng = np.random.default_rng(0)
-
-    def draw(path, leaf):
-        name = path[-1].key
-        noise = 0.05 * rng.normal(size=leaf.shape)
-        if name == "kernel":  # lecun-normal, Flax's default
-            noise += rng.normal(size=leaf.shape) / np.sqrt(np.prod(leaf.shape[:-1]))
-        elif name == "scale":
-            noise += 1.0
-        return jnp.asarray(noise, jnp.float32)
-
-    params = jax.tree_util.tree_map_with_path(draw, abstract)
+    params = random_params(model)
     return model, params, train_lib.build_schedule_from_spec(train_lib.schedule_spec(c))
 
 

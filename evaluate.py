@@ -1,0 +1,71 @@
+"""Evaluate super-resolution methods with the paper's Table 1 protocol; draw the Fig. 6–8 ablations.
+
+    python evaluate.py                                             # Table 1 + ablations → benchmarks/results
+    python evaluate.py --datasets CSet5 --scales 4 --methods bicubic lanczos diffsr --ablations none
+    python evaluate.py --methods bicubic "diffsr@t=100" "diffsr@0.3" mypkg.sr:upscale --protocol native
+    python evaluate.py --scales 1.6 2.7 3.5 8 --fid-inception classify_image_graph_def.pb
+
+Method names: nearest bicubic lanczos fsrcnn espcn lapsrn diffsr diffsr@<noise> (auto, 0.3, t=100)
+diffsr-cons diffsr-cons-colour, or module:function with fn(lr_image, target_hw) -> image.
+All the work is in diffsr_jax/evaluation.py and diffsr_jax/ablations.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+REPO = os.path.dirname(os.path.abspath(__file__))
+SHARED = os.path.join(os.path.dirname(REPO), "shared")
+DEFAULT_METHODS = ["nearest", "bicubic", "lanczos", "fsrcnn", "espcn", "lapsrn", "diffsr",
+                   "diffsr-cons", "diffsr-cons-colour"]
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--datasets", nargs="+", default=["CSet5", "CSet14", "CUrban100[1-20]"],
+                   help="folders, names under --data-root, or tfds:NAME[/CONFIG][:split]; NAME[a-b] picks images a..b")
+    p.add_argument("--data-root", default=os.path.join(SHARED, "data"), help="where dataset names are looked up")
+    p.add_argument("--tfds-dir", default=os.path.join(REPO, "runs", "tfds"), help="TFDS data_dir for tfds: datasets")
+    p.add_argument("--scales", nargs="+", type=float, default=[2.0, 2.7, 4.0], help="SR factors, any positive numbers")
+    p.add_argument("--protocol", choices=["paper", "native"], default="paper",
+                   help="paper: centre crop → 256² → bicubic down to round(256/s); native: full image, exact HR size")
+    p.add_argument("--limit", type=int, default=None, help="first N images of each dataset")
+    p.add_argument("--methods", nargs="+", default=DEFAULT_METHODS, help="see the module docstring")
+    p.add_argument("--checkpoint", default=None, help="Diff-SR model folder; default: the bundled model")
+    p.add_argument("--steps", type=int, default=None, help="Diff-SR DDIM steps (default: the library's)")
+    p.add_argument("--seed", type=int, default=0, help="Diff-SR noise seed (same for every image)")
+    p.add_argument("--peer-dir", default=os.path.join(SHARED, "peers", "opencv_dnn_superres"),
+                   help="OpenCV dnn_superres model files (FSRCNN/ESPCN/LapSRN)")
+    p.add_argument("--fid-inception", default=None,
+                   help="Inception weights (.pb TF graph or .onnx) for FID; without it FID is 'unavailable'")
+    p.add_argument("--fid-layer", default="pool_3", help="feature output name in the Inception graph")
+    p.add_argument("--lpips-nets", nargs="+", default=["alex", "vgg"], choices=["alex", "vgg"])
+    p.add_argument("--out-dir", default=os.path.join(REPO, "benchmarks", "results"))
+    p.add_argument("--name", default="table1", help="stem of the output files")
+    p.add_argument("--no-table", action="store_true", help="skip Table 1 (ablations only)")
+    p.add_argument("--ablations", nargs="+", default=["fig6", "fig7", "fig8"],
+                   help="any of fig6 fig7 fig8, or none")
+    p.add_argument("--ablation-dataset", default="CSet5", help="images for the ablations (paper protocol, 256²)")
+    p.add_argument("--ablation-limit", type=int, default=None, help="first N images for the ablations")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from diffsr_jax import ablations, evaluation
+
+    try:
+        if not args.no_table:
+            evaluation.run_table(args, argv if argv is not None else sys.argv[1:])
+        wanted = [a for a in args.ablations if a != "none"]
+        if wanted:
+            ablations.run_ablations(args, wanted)
+    except (ValueError, FileNotFoundError) as e:
+        sys.exit(f"error: {e}")
+
+
+if __name__ == "__main__":
+    main()

@@ -45,4 +45,9 @@ def get_config() -> ml_collections.ConfigDict:
         log_every=100,
         init_from="",  # an exported model dir: warm-start params + EMA from it (fresh optimizer)
     ))
+
+    # Device mesh (README "Scaling out"): data axis = all devices / model. batch_size is global and
+    # must divide by the data axis. model > 1 only pays with shard_params (params, EMA and Adam
+    # moments split over the model axis); otherwise those devices repeat the same work.
+    c.mesh = ml_collections.ConfigDict(dict(model=1, shard_params=False))
     return c

@@ -440,7 +440,14 @@ def _rng(rng_or_seed_and_step) -> np.random.Generator:
 
 def _one_crop(img: np.ndarray, crop_size: int, max_downscale: float, rng: np.random.Generator,
               flip: bool, rot90: bool) -> np.ndarray:
-    h, w = img.shape[:2]
+    return _cut(img, _crop_plan(img.shape[:2], crop_size, max_downscale, rng), crop_size, flip, rot90)
+
+
+def _crop_plan(hw: tuple[int, int], crop_size: int, max_downscale: float, rng: np.random.Generator) -> tuple:
+    """All random draws of one crop, in a fixed order (window, offsets, flip, rotation): a process
+    that builds only some rows of a batch still makes every row's draws, so its rows equal those of
+    the whole batch."""
+    h, w = hw
     s_max = max(1.0, min(float(max_downscale), min(h, w) / crop_size))
     # Log-uniform: s in [1, 2] is drawn as often as s in [2, 4], so no scale octave dominates.
     s = math.exp(rng.uniform(0.0, math.log(s_max)))
@@ -450,6 +457,11 @@ def _one_crop(img: np.ndarray, crop_size: int, max_downscale: float, rng: np.ran
     # Draw the flip and rotation even when disabled so the flags do not shift the other draws.
     do_flip = bool(rng.integers(0, 2))
     k = int(rng.integers(0, 4))
+    return y, x, win, do_flip, k
+
+
+def _cut(img: np.ndarray, plan: tuple, crop_size: int, flip: bool, rot90: bool) -> np.ndarray:
+    y, x, win, do_flip, k = plan
     crop = img[y:y + win, x:x + win]
     if win != crop_size:
         # PIL's BICUBIC resize widens its kernel when shrinking (antialiased), like the
@@ -465,7 +477,8 @@ def _one_crop(img: np.ndarray, crop_size: int, max_downscale: float, rng: np.ran
 
 def sample_batch(images: Sequence[np.ndarray], batch_size: int, crop_size: int,
                  rng_or_seed_and_step: np.random.Generator | tuple[int, int], *,
-                 max_downscale: float = 1.0, flip: bool = True, rot90: bool = True) -> np.ndarray:
+                 max_downscale: float = 1.0, flip: bool = True, rot90: bool = True,
+                 rows: tuple[int, int] | None = None) -> np.ndarray:
     """A ``float32`` batch ``(batch_size, crop_size, crop_size, 3)`` of random crops in ``[-1, 1]``.
 
     Each crop picks an image uniformly, a downscale factor ``s`` log-uniform in
@@ -473,17 +486,25 @@ def sample_batch(images: Sequence[np.ndarray], batch_size: int, crop_size: int,
     ``(crop_size * s)``-square window that is BICUBIC-resized (antialiased) to ``crop_size``, then a
     random horizontal flip and 90-degree rotation. Pass ``(seed, step)`` to make the batch a pure
     function of them. Images smaller than ``crop_size`` are skipped.
+
+    ``rows=(start, stop)`` returns only those rows of the batch (one process's share in a
+    multi-host run): the same pixels as ``sample_batch(...)[start:stop]`` without cropping the rest.
     """
     if crop_size <= 0 or batch_size <= 0:
         raise ValueError(f"crop_size and batch_size must be positive, got {crop_size}, {batch_size}")
     if max_downscale < 1.0:
         raise ValueError(f"max_downscale must be >= 1, got {max_downscale}")
+    start, stop = (0, batch_size) if rows is None else (int(rows[0]), int(rows[1]))
+    if not 0 <= start < stop <= batch_size:
+        raise ValueError(f"rows must satisfy 0 <= start < stop <= {batch_size}, got {rows}")
     usable = _usable_images(images, crop_size)
     rng = _rng(rng_or_seed_and_step)
-    out = np.empty((batch_size, crop_size, crop_size, 3), np.float32)
-    for b in range(batch_size):
+    out = np.empty((stop - start, crop_size, crop_size, 3), np.float32)
+    for b in range(stop):  # rows after `stop` need no draws: nothing later depends on them
         img = usable[int(rng.integers(0, len(usable)))]
-        out[b] = _one_crop(img, crop_size, max_downscale, rng, flip, rot90)
+        plan = _crop_plan(img.shape[:2], crop_size, max_downscale, rng)
+        if b >= start:
+            out[b - start] = _cut(img, plan, crop_size, flip, rot90)
     out *= 1.0 / 127.5
     out -= 1.0
     return out
@@ -493,7 +514,8 @@ class CropSampler:
     """:func:`sample_batch` bound to a fixed image list and settings; ``batch(step)`` is pure."""
 
     def __init__(self, images: Sequence[np.ndarray], *, batch_size: int, crop_size: int, seed: int,
-                 max_downscale: float = 1.0, flip: bool = True, rot90: bool = True):
+                 max_downscale: float = 1.0, flip: bool = True, rot90: bool = True,
+                 rows: tuple[int, int] | None = None):
         if max_downscale < 1.0:
             raise ValueError(f"max_downscale must be >= 1, got {max_downscale}")
         n_small = sum(min(im.shape[0], im.shape[1]) < crop_size for im in images)
@@ -503,10 +525,12 @@ class CropSampler:
                           "are not used for crops", stacklevel=2)
         self.batch_size, self.crop_size, self.seed = int(batch_size), int(crop_size), int(seed)
         self.max_downscale, self.flip, self.rot90 = float(max_downscale), bool(flip), bool(rot90)
+        self.rows = None if rows is None else (int(rows[0]), int(rows[1]))
 
     def batch(self, step: int) -> np.ndarray:
         return sample_batch(self.images, self.batch_size, self.crop_size, (self.seed, step),
-                            max_downscale=self.max_downscale, flip=self.flip, rot90=self.rot90)
+                            max_downscale=self.max_downscale, flip=self.flip, rot90=self.rot90,
+                            rows=self.rows)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -524,10 +548,11 @@ class BatchIterator:
 
     def __init__(self, source: Sequence[np.ndarray], *, batch_size: int, crop_size: int, seed: int,
                  start_step: int = 0, num_steps: int | None = None, max_downscale: float = 1.0,
-                 flip: bool = True, rot90: bool = True, prefetch: int = 4):
+                 flip: bool = True, rot90: bool = True, prefetch: int = 4,
+                 rows: tuple[int, int] | None = None):
         self.sampler = CropSampler(load_all_images(source), batch_size=batch_size,
                                    crop_size=crop_size, seed=seed, max_downscale=max_downscale,
-                                   flip=flip, rot90=rot90)
+                                   flip=flip, rot90=rot90, rows=rows)
         self.start_step = int(start_step)
         self.end_step = None if num_steps is None else int(num_steps)
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, int(prefetch)))

@@ -5,6 +5,7 @@
     python train.py --config configs/cpu.py --workdir runs/cpu --export_to checkpoints/new_model
 
 Re-running the same command resumes from the newest complete checkpoint in --workdir.
+Runs on all local devices; for several processes/hosts see README "Scaling out" (--distributed).
 """
 
 import os
@@ -18,6 +19,11 @@ _CONFIG = config_flags.DEFINE_config_file("config", "configs/cpu.py", "Training 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints and metrics (resumed if present).")
 _EXPORT = flags.DEFINE_string("export_to", None, "After training, export EMA params here for inference.")
 _PROGRESS = flags.DEFINE_bool("progress", True, "Show a progress bar.")
+_DISTRIBUTED = flags.DEFINE_enum(
+    "distributed", "auto", ["auto", "on", "off"],
+    "Call jax.distributed.initialize(): 'on' always (TPU pods, SLURM, ...), 'auto' only when the "
+    "environment names several processes (JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES>1, a SLURM "
+    "step with SLURM_NTASKS>1, OMPI_COMM_WORLD_SIZE>1), 'off' never.")
 
 
 def _main(argv):
@@ -25,10 +31,16 @@ def _main(argv):
     from absl import logging
 
     logging.set_verbosity(logging.WARNING)  # Orbax logs every file rename at INFO
-    from diffsr_jax import checkpointing, data, train_lib
+    from diffsr_jax import checkpointing, data, sharding, train_lib
 
     if not _WORKDIR.value:
         raise app.UsageError("--workdir is required")
+    # Before anything touches a device: the runtime must know every process first.
+    multi_process = sharding.maybe_initialize_distributed(_DISTRIBUTED.value)
+    if multi_process and _EXPORT.value:
+        raise app.UsageError("--export_to needs a single process: train with several, then rerun the "
+                             "same command as one process with --export_to (it resumes, finds the run "
+                             "finished, and exports)")
     try:
         train_lib.train_and_evaluate(_CONFIG.value, _WORKDIR.value, progress=_PROGRESS.value)
         if _EXPORT.value:
@@ -46,7 +58,7 @@ def main():
     sys.path.insert(0, os.getcwd())
     # absl's --help lists only the key flags of the main module (keyed by sys.argv[0]); ours are
     # defined here, so register them for it (covers train.py and the diffsr-train script).
-    for name in ("config", "workdir", "export_to", "progress"):
+    for name in ("config", "workdir", "export_to", "progress", "distributed"):
         flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS[name])
     app.run(_main)
 

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from diffsr_jax import checkpointing
+from diffsr_jax import checkpointing, sharding
 from diffsr_jax.losses import eps_loss
 from diffsr_jax.models import MODEL_KEYS, build_unet
 from diffsr_jax.schedules import Schedule, make_schedule
@@ -92,11 +92,16 @@ def ema_decay_at(step, decay: float, warmup: bool):
 
 
 def make_train_step(model, schedule: Schedule, optimizer, *, ema_decay: float, ema_warmup: bool = True,
-                    t_low_fraction: float = 1.0, t_low_prob: float = 0.0) -> Callable:
+                    t_low_fraction: float = 1.0, t_low_prob: float = 0.0, mesh=None,
+                    state_shardings=None) -> Callable:
     """(state, batch, base_key) -> (state, metrics); jitted, state donated.
 
     The step's randomness is ``fold_in(base_key, state.step)``: nothing random is stored, so a run
     resumed from a checkpoint continues exactly as if it had never stopped.
+
+    With a ``mesh`` the batch is split over its ``data`` axis and the state laid out as
+    ``state_shardings`` (default: replicated); XLA adds the gradient all-reduce, so the step
+    computes the same function as without a mesh (the loss is a mean over the global batch).
     """
 
     def train_step(state: TrainState, batch: jnp.ndarray, base_key: jax.Array):
@@ -115,7 +120,12 @@ def make_train_step(model, schedule: Schedule, optimizer, *, ema_decay: float, e
         metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), "mean_t": out.mean_t}
         return TrainState(step=state.step + 1, params=params, ema_params=ema, opt_state=opt_state), metrics
 
-    return jax.jit(train_step, donate_argnums=0)
+    if mesh is None:
+        return jax.jit(train_step, donate_argnums=0)
+    rep = sharding.replicated(mesh)
+    state_sh = rep if state_shardings is None else state_shardings
+    return jax.jit(train_step, in_shardings=(state_sh, sharding.batch_sharding(mesh), rep),
+                   out_shardings=(state_sh, rep), donate_argnums=0)
 
 
 def warm_start(state: TrainState, model_dir: str) -> TrainState:
@@ -134,46 +144,72 @@ def _image_shape(config):
     return (c, c, 3)
 
 
-def abstract_train_state(config):
+def abstract_train_state(config, mesh=None):
+    """The state's shapes; with a mesh, also its shardings (Orbax restores into them, so a
+    checkpoint written on any number of devices loads onto this mesh)."""
     model, tc = build_model(config), config.train
     optimizer = build_optimizer(tc)
-    return jax.eval_shape(lambda k: init_train_state(model, optimizer, k, _image_shape(config)),
-                          jax.random.key(0))
+    abstract = jax.eval_shape(lambda k: init_train_state(model, optimizer, k, _image_shape(config)),
+                              jax.random.key(0))
+    if mesh is None:
+        return abstract
+    return sharding.with_shardings(abstract, train_state_shardings(config, mesh, abstract))
 
 
-def _open_batches(config, start_step: int):
+def mesh_from_config(config, devices=None):
+    """The (data, model) mesh over all devices; ``config.mesh`` is optional (older configs)."""
+    mc = config.get("mesh") or {}
+    return sharding.make_mesh(model=int(mc.get("model", 1)), devices=devices)
+
+
+def train_state_shardings(config, mesh, abstract):
+    mc = config.get("mesh") or {}
+    return sharding.state_shardings(mesh, abstract, shard_params=bool(mc.get("shard_params", False)))
+
+
+def _open_batches(config, start_step: int, rows=None):
     from diffsr_jax import data  # imported lazily: TFDS import is slow and not needed elsewhere
 
     source = data.open_image_source(list(config.data.sources), os.path.expanduser(config.data.data_dir))
     return data.BatchIterator(
         source, batch_size=int(config.train.batch_size), crop_size=int(config.data.crop_size),
         seed=int(config.seed), start_step=start_step, max_downscale=float(config.data.max_downscale),
-        flip=bool(config.data.flip), rot90=bool(config.data.rot90))
+        flip=bool(config.data.flip), rot90=bool(config.data.rot90), rows=rows)
 
 
 def train_and_evaluate(config, workdir: str, *, progress: bool = True,
                        batch_iterator_factory: Optional[Callable] = None) -> TrainState:
-    """Trains until ``config.train.num_steps``, resuming from the newest checkpoint in workdir."""
+    """Trains until ``config.train.num_steps``, resuming from the newest checkpoint in workdir.
+
+    Runs on a mesh over every device of every process (see :mod:`diffsr_jax.sharding`); each
+    process reads only its rows of the global batch, which stays ``config.train.batch_size``.
+    ``batch_iterator_factory(start_step)`` yields ``(step, this process's rows)``.
+    """
     from tqdm.auto import tqdm
 
     tc = config.train
+    mesh = mesh_from_config(config)
+    sharding.check_batch(int(tc.batch_size), mesh)
+    main_process = jax.process_index() == 0  # one writer for the shared files
     os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-        f.write(config.to_json(indent=2))
+    if main_process:
+        with open(os.path.join(workdir, "config.json"), "w") as f:
+            f.write(config.to_json(indent=2))
 
     model = build_model(config)
     schedule = build_schedule_from_spec(schedule_spec(config))
     optimizer = build_optimizer(tc)
     manager = checkpointing.make_manager(os.path.join(workdir, "checkpoints"),
                                          max_to_keep=int(tc.keep_checkpoints))
-    abstract = abstract_train_state(config)
+    abstract = abstract_train_state(config, mesh)
+    state_sh = jax.tree.map(lambda a: a.sharding, abstract)
     state = checkpointing.restore_latest(manager, abstract)
     if state is None:
-        state = jax.jit(lambda k: init_train_state(model, optimizer, k, _image_shape(config)))(
-            jax.random.key(config.seed))
+        state = jax.jit(lambda k: init_train_state(model, optimizer, k, _image_shape(config)),
+                        out_shardings=state_sh)(jax.random.key(config.seed))
         start = 0
         if tc.get("init_from"):
-            state = warm_start(state, tc.init_from)
+            state = jax.device_put(warm_start(state, tc.init_from), state_sh)
             print(f"warm-started params and EMA from {tc.init_from}", file=sys.stderr)
     else:
         start = int(state.step)
@@ -183,11 +219,12 @@ def train_and_evaluate(config, workdir: str, *, progress: bool = True,
 
     train_step = make_train_step(model, schedule, optimizer, ema_decay=float(tc.ema_decay),
                                  ema_warmup=bool(tc.ema_warmup), t_low_fraction=float(tc.t_low_fraction),
-                                 t_low_prob=float(tc.t_low_prob))
+                                 t_low_prob=float(tc.t_low_prob), mesh=mesh, state_shardings=state_sh)
     base_key = jax.random.fold_in(jax.random.key(config.seed), 1)
-    factory = batch_iterator_factory or (lambda s: _open_batches(config, s))
+    rows = sharding.process_rows(mesh, int(tc.batch_size))
+    factory = batch_iterator_factory or (lambda s: _open_batches(config, s, rows))
     log_path = os.path.join(workdir, "metrics.jsonl")
-    bar = tqdm(total=int(tc.num_steps), initial=start, disable=not progress, desc="train", unit="step",
+    bar = tqdm(total=int(tc.num_steps), initial=start, disable=not (progress and main_process), desc="train", unit="step",
                dynamic_ncols=True)
     t0 = time.time()
     try:
@@ -195,7 +232,8 @@ def train_and_evaluate(config, workdir: str, *, progress: bool = True,
             for step, batch in batches:
                 if step >= tc.num_steps:
                     break
-                state, metrics = train_step(state, jnp.asarray(batch), base_key)
+                state, metrics = train_step(state, sharding.global_batch(mesh, batch, int(tc.batch_size)),
+                                            base_key)
                 loss = float(metrics["loss"])  # one host sync per step: catches NaN immediately
                 if not math.isfinite(loss):
                     raise TrainingError(
@@ -203,7 +241,7 @@ def train_and_evaluate(config, workdir: str, *, progress: bool = True,
                         f"checkpoint (step {manager.latest_step()}) is kept in {workdir}/checkpoints; "
                         "lower train.learning_rate or set train.grad_clip.")
                 done = step + 1
-                if done % int(tc.log_every) == 0 or done == tc.num_steps:
+                if main_process and (done % int(tc.log_every) == 0 or done == tc.num_steps):
                     rate = (done - start) / max(time.time() - t0, 1e-9)
                     rec = {"step": done, "loss": loss, "grad_norm": float(metrics["grad_norm"]),
                            "steps_per_s": rate, "wall_s": time.time() - t0}
@@ -234,7 +272,9 @@ def train_and_evaluate(config, workdir: str, *, progress: bool = True,
 def export_latest(config, workdir: str, export_dir: str, extra: Optional[dict] = None) -> str:
     """Writes the EMA params of the newest checkpoint in workdir as an inference checkpoint."""
     manager = checkpointing.make_manager(os.path.join(workdir, "checkpoints"))
-    state = checkpointing.restore_latest(manager, abstract_train_state(config))
+    # Onto one device whatever mesh wrote the checkpoint: exporting is a single-process job.
+    one_device = sharding.make_mesh(devices=jax.local_devices()[:1])
+    state = checkpointing.restore_latest(manager, abstract_train_state(config, one_device))
     manager.close()
     if state is None:
         raise checkpointing.CheckpointError(f"no training checkpoint in {workdir}/checkpoints")

@@ -1,0 +1,291 @@
+"""Scaling out with JAX's own sharding: a device mesh, sharded training inputs, multi-host start-up,
+and sharded entry points for batch restoration and the PRF sweep.
+
+The mesh has a ``data`` axis (the batch is split over it) and a ``model`` axis (size 1 unless
+asked for; with ``shard_params`` the large parameter dimensions are split over it). Everything
+else is replicated and XLA (GSPMD) inserts the gradient all-reduce, so a sharded program computes
+the same function as the single-device one: results differ only by float summation order.
+
+The sharded inference entry points wrap the pure functions of :mod:`diffsr_jax.pipeline` and
+:mod:`diffsr_jax.prf` without changing them: inputs are padded to a multiple of the data-axis size
+(padded rows are computed and dropped; each image is independent, and the partitionable threefry
+PRNG draws the same values for the first rows of a longer array), then split over ``data``.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import Any, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
+
+DATA, MODEL = "data", "model"
+
+# Environment variables that say this process is one of several in a job. Auto mode starts the
+# distributed runtime only when one of these says "more than one process": a plain `python
+# train.py` on one machine never waits on a coordinator that does not exist.
+_PROCESS_COUNT_VARS = ("JAX_NUM_PROCESSES", "SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE")
+
+
+# ---------------------------------------------------------------------------------------------
+# Multi-host start-up
+
+
+def distributed_wanted(mode: str, environ=None) -> bool:
+    """Whether to call ``jax.distributed.initialize()`` for ``mode`` in ``environ``.
+
+    ``"off"``: never. ``"on"``: always (JAX then detects the cluster: Cloud TPU pods, SLURM,
+    Open MPI, Kubernetes, or reads ``JAX_COORDINATOR_ADDRESS``/``JAX_NUM_PROCESSES``/
+    ``JAX_PROCESS_ID``). ``"auto"``: only when the environment clearly describes a job of more
+    than one process: ``JAX_COORDINATOR_ADDRESS`` is set, or one of JAX_NUM_PROCESSES /
+    SLURM_NTASKS (inside a SLURM step) / OMPI_COMM_WORLD_SIZE is > 1. TPU pod slices are not
+    auto-detected (that needs a metadata-server query): use ``"on"`` there.
+    """
+    if mode not in ("auto", "on", "off"):
+        raise ValueError(f"distributed mode must be 'auto', 'on' or 'off', got {mode!r}")
+    if mode != "auto":
+        return mode == "on"
+    env = os.environ if environ is None else environ
+    if env.get("JAX_COORDINATOR_ADDRESS"):
+        return True
+    for var in _PROCESS_COUNT_VARS:
+        if var == "SLURM_NTASKS" and "SLURM_STEP_ID" not in env:
+            continue  # an `salloc` shell has SLURM_NTASKS but is not one task of a job step
+        try:
+            if int(env.get(var, "1")) > 1:
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+def maybe_initialize_distributed(mode: str = "auto") -> bool:
+    """Starts JAX's distributed runtime if :func:`distributed_wanted`; must run before anything
+    touches a device. Returns whether this is (now) a multi-process run."""
+    if distributed_wanted(mode) and not jax.distributed.is_initialized():
+        jax.distributed.initialize()
+    return jax.process_count() > 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Mesh and shardings
+
+
+def make_mesh(model: int = 1, devices: Optional[Sequence[Any]] = None) -> Mesh:
+    """A ``(data, model)`` mesh over ``devices`` (default: every device of every process), with
+    ``data = len(devices) // model``. On one device this is a 1×1 mesh: the same program as an
+    unsharded jit."""
+    devices = list(jax.devices() if devices is None else devices)
+    model = int(model)
+    if model < 1 or len(devices) % model:
+        raise ValueError(f"the model axis ({model}) must divide the number of devices ({len(devices)})")
+    # Auto axes: the classic GSPMD behaviour (jit shardings are layouts, not part of the types);
+    # jax.make_mesh would default to Explicit axes, which change how every op is typed.
+    return jax.make_mesh((len(devices) // model, model), (DATA, MODEL),
+                         axis_types=(AxisType.Auto, AxisType.Auto), devices=devices)
+
+
+def data_size(mesh: Mesh) -> int:
+    return int(mesh.shape[DATA])
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, P())
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+    """Leading (batch) axis split over ``data``, everything else replicated."""
+    return NamedSharding(mesh, P(DATA))
+
+
+def check_batch(global_batch: int, mesh: Mesh) -> None:
+    n = data_size(mesh)
+    if global_batch % n:
+        raise ValueError(f"the global batch size {global_batch} is not divisible by the {n} devices "
+                         f"of the mesh's data axis; choose a batch size that is a multiple of {n} "
+                         "(or use fewer devices / a larger model axis)")
+
+
+def _param_spec(shape: tuple, model: int) -> P:
+    # Split the last dimension divisible by the model axis (a conv/dense kernel's output channels,
+    # usually the largest); small or indivisible leaves (biases of odd widths, the step) stay whole.
+    for axis in reversed(range(len(shape))):
+        if shape[axis] >= model and shape[axis] % model == 0:
+            return P(*([None] * axis), MODEL)
+    return P()
+
+
+def state_shardings(mesh: Mesh, abstract_state: Any, shard_params: bool = False) -> Any:
+    """Shardings for a pytree of arrays: all replicated, or (``shard_params`` with a model axis
+    > 1) each leaf's last divisible dimension split over ``model``."""
+    model = int(mesh.shape[MODEL])
+    if not shard_params or model == 1:
+        return jax.tree.map(lambda _: replicated(mesh), abstract_state)
+    return jax.tree.map(lambda a: NamedSharding(mesh, _param_spec(tuple(a.shape), model)), abstract_state)
+
+
+def with_shardings(abstract: Any, shardings: Any) -> Any:
+    """ShapeDtypeStructs carrying shardings: what Orbax restores into (so a checkpoint written on
+    any number of devices is laid out for this mesh) and what jitted init produces."""
+    return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings)
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-process data
+
+
+def process_rows(mesh: Mesh, global_batch: int) -> tuple[int, int]:
+    """The rows ``[start, stop)`` of the global batch that this process's devices hold.
+
+    Read off the sharding rather than assumed to be ``[p*B/P, (p+1)*B/P)``: device order in the
+    mesh is the topology's, and this is what make_array_from_process_local_data expects.
+    """
+    check_batch(global_batch, mesh)
+    index_map = batch_sharding(mesh).addressable_devices_indices_map((global_batch,))
+    rows = sorted({i for idx in index_map.values() for i in range(*idx[0].indices(global_batch))})
+    start, stop = rows[0], rows[-1] + 1
+    if len(rows) != stop - start:
+        raise ValueError(f"process {jax.process_index()} holds non-contiguous batch rows; build the "
+                         "mesh from jax.devices() so each process's devices are adjacent")
+    return start, stop
+
+
+def global_batch(mesh: Mesh, local: np.ndarray, global_batch_size: int) -> jax.Array:
+    """One global array from this process's rows (see :func:`process_rows`), split over ``data``."""
+    shape = (int(global_batch_size), *np.shape(local)[1:])
+    return jax.make_array_from_process_local_data(batch_sharding(mesh), np.asarray(local), shape)
+
+
+def shard_batch(mesh: Mesh, x) -> jax.Array:
+    """Places a host batch (the whole batch, identical on every process) split over ``data``."""
+    x = np.asarray(x)
+    check_batch(x.shape[0], mesh)
+    return jax.device_put(x, batch_sharding(mesh))
+
+
+def replicate(mesh: Mesh, tree: Any) -> Any:
+    return jax.device_put(tree, replicated(mesh))
+
+
+def to_host(x: jax.Array) -> np.ndarray:
+    """A (possibly multi-host) global array as a numpy array on every process."""
+    if getattr(x, "is_fully_addressable", True):
+        return np.asarray(x)
+    from jax.experimental import multihost_utils  # only multi-host runs need it
+
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+
+def pad_rows(x: np.ndarray, multiple: int) -> np.ndarray:
+    """Pads axis 0 to a multiple by repeating the last row (computed, then dropped)."""
+    extra = (-x.shape[0]) % multiple
+    return np.concatenate([x, np.repeat(x[-1:], extra, axis=0)]) if extra else x
+
+
+# ---------------------------------------------------------------------------------------------
+# Sharded inference
+
+
+@functools.lru_cache(maxsize=None)
+def _sharded_restore_fn(mesh: Mesh, model, num_steps: int, sampler: str, eta: float, t_batched: bool):
+    # One compiled program per (mesh, model, statics), like pipeline.restore_batch_jit: a fresh
+    # jax.jit of a fresh partial each call would never hit jit's cache.
+    from diffsr_jax import pipeline
+
+    fn = functools.partial(pipeline.restore_batch, model, num_steps=num_steps, sampler=sampler, eta=eta)
+    rep, dat = replicated(mesh), batch_sharding(mesh)
+    return jax.jit(fn, in_shardings=(rep, rep, dat, dat if t_batched else rep, rep), out_shardings=dat)
+
+
+def restore_batch(mesh: Mesh, model, params, schedule, x_t, t, key: jax.Array, *, num_steps: int,
+                  sampler: str = "ddim", eta: float = 0.0) -> np.ndarray:
+    """:func:`pipeline.restore_batch` with the batch split over the mesh's ``data`` axis.
+
+    ``x_t`` (B, H, W, C) and ``t`` (scalar or (B,)) are host arrays; B need not divide the device
+    count (the batch is padded). Deterministic DDIM (η = 0) gives the unsharded result up to float
+    rounding; stochastic samplers draw their noise for the padded batch, which leaves the first B
+    rows' draws unchanged (partitionable threefry) but is not guaranteed across JAX versions.
+    Returns a numpy array (B, H, W, C) on every process.
+    """
+    x_t = np.asarray(x_t, np.float32)
+    b, n = x_t.shape[0], data_size(mesh)
+    t = np.asarray(t, np.int32)
+    t_batched = t.ndim == 1
+    if t_batched:
+        t = pad_rows(t, n)
+    fn = _sharded_restore_fn(mesh, model, int(num_steps), sampler, float(eta), t_batched)
+    out = fn(params, schedule, pad_rows(x_t, n), t, key)
+    return to_host(out)[:b]
+
+
+def diffsr_from_lr(mesh: Mesh, model, params, schedule, lr, t, key: jax.Array, *, out_hw: tuple[int, int],
+                   num_steps: int, sampler: str = "ddim", eta: float = 0.0) -> np.ndarray:
+    """Batch upscaling (:func:`pipeline.diffsr_from_lr`: bicubic up, noise to t, restore) split
+    over ``data``; ``lr`` (B, h, w, C) in [-1, 1], ``t`` scalar or (B,). The injection noise is
+    drawn for the padded batch, whose first B rows equal the unpadded draw under JAX's default
+    partitionable threefry, so the result matches the unsharded call up to float rounding."""
+    lr = np.asarray(lr, np.float32)
+    b, n = lr.shape[0], data_size(mesh)
+    t = np.asarray(t, np.int32)
+    t_batched = t.ndim == 1
+    if t_batched:
+        t = pad_rows(t, n)
+    fn = _sharded_diffsr_fn(mesh, model, tuple(int(s) for s in out_hw), int(num_steps), sampler, float(eta),
+                            t_batched)
+    return to_host(fn(params, schedule, pad_rows(lr, n), t, key))[:b]
+
+
+@functools.lru_cache(maxsize=None)
+def _sharded_diffsr_fn(mesh: Mesh, model, out_hw: tuple, num_steps: int, sampler: str, eta: float,
+                       t_batched: bool):
+    from diffsr_jax import pipeline
+
+    fn = functools.partial(pipeline.diffsr_from_lr, model, out_hw=out_hw, num_steps=num_steps,
+                           sampler=sampler, eta=eta)
+    rep, dat = replicated(mesh), batch_sharding(mesh)
+    return jax.jit(fn, in_shardings=(rep, rep, dat, dat if t_batched else rep, rep), out_shardings=dat)
+
+
+def sweep(mesh: Mesh, model, params, schedule, hr_images, scales: Sequence[float], t_values, key: jax.Array,
+          num_steps: int, *, lpips=None, chunk: int = 16, sampler: str = "ddim", freq_cutoff: Optional[float] = None,
+          return_images: bool = False):
+    """:func:`prf.sweep` with the (scale, t, image) grid split over ``data``: each device runs the
+    same compiled chunk loop (``prf``'s own core, inside ``shard_map``) on its share of the cells.
+
+    Cells are independent (a cell's noise comes from its image's key), so the result equals the
+    unsharded sweep up to float rounding. ``chunk`` is cells per device per step.
+    """
+    from diffsr_jax import prf
+
+    freq_cutoff = prf.FREQ_CUTOFF if freq_cutoff is None else float(freq_cutoff)
+    hr = jnp.asarray(hr_images, jnp.float32)
+    t_values = np.asarray(t_values, np.int32).reshape(-1)
+    if t_values.min() < 0 or t_values.max() > schedule.num_steps:
+        raise ValueError(f"t_values must lie in [0, {schedule.num_steps}]")
+    stride = getattr(model, "total_stride", 1)
+    if hr.shape[1] % stride or hr.shape[2] % stride:
+        raise ValueError(f"HR crops must be multiples of the model stride {stride}, got {hr.shape[1:3]}")
+    S, Tn, N = len(scales), len(t_values), hr.shape[0]
+    x_up = jnp.stack([prf.degrade(hr, s) for s in scales])                 # (S, N, H, W, 3)
+    s_idx, t_idx, n_idx = (a.reshape(-1) for a in np.meshgrid(np.arange(S), np.arange(Tn), np.arange(N),
+                                                              indexing="ij"))
+    # Every device gets a whole number of chunks.
+    cells = [pad_rows(a.astype(np.int32), chunk * data_size(mesh)) for a in (s_idx, n_idx, t_values[t_idx])]
+    lpips_params = None if lpips is None else lpips.params
+    core = functools.partial(prf._sweep_core, model, num_steps=num_steps, chunk=chunk, sampler=sampler,
+                             lpips_module=None if lpips is None else lpips.lpips, freq_cutoff=freq_cutoff,
+                             return_images=return_images)
+    rep, dat = P(), P(DATA)
+    sharded = jax.jit(jax.shard_map(
+        lambda p, sch, xu, h, s, n, t, k, lp: core(p, sch, xu, h, s, n, t, k, lp),
+        mesh=mesh, in_specs=(rep, rep, rep, rep, dat, dat, dat, rep, rep), out_specs=dat))
+    metrics, images = sharded(params, schedule, x_up, hr, *map(jnp.asarray, cells), key, lpips_params)
+    G = S * Tn * N
+    metrics = {k: to_host(v)[:G].reshape(S, Tn, N) for k, v in metrics.items()}
+    if images is not None:
+        images = to_host(images)[:G].reshape(S, Tn, N, *hr.shape[1:])
+    return prf.SweepResult(scales=tuple(float(s) for s in scales), t=t_values, metrics=metrics, images=images)

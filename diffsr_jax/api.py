@@ -19,11 +19,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from diffsr_jax import checkpointing, pipeline
+from diffsr_jax.defaults import DEFAULT_COLOUR_FIX, DEFAULT_CONSISTENCY, DEFAULT_LIFT, DEFAULT_STEPS
+from diffsr_jax import consistency as consistency_mod
 from diffsr_jax.models import build_unet
 from diffsr_jax.schedules import Schedule, make_schedule, q_sample
 
 DEFAULT_CHECKPOINT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets", "default_model")
-DEFAULT_STEPS = 10  # DDIM steps from t; see the model card for the quality-vs-steps measurement
 AUTO_TILE_THRESHOLD = 384  # outputs with a side above this are processed in tiles
 DEFAULT_TILE = 256
 
@@ -93,13 +94,22 @@ def auto_noise_fraction(table: dict, scale: float) -> float:
     return float(np.interp(math.log2(max(scale, 1e-6)), scales[order], fr))
 
 
-def resolve_noise_step(model: LoadedModel, noise, scale: float) -> int:
+def noise_table_for(table: dict, consistent: bool) -> dict:
+    """The calibrated table of a mode: prf.json's top level is plain Diff-SR; a consistent run
+    uses ``modes["consistent"]`` when the checkpoint was calibrated for it (else the plain one)."""
+    if consistent:
+        return table.get("modes", {}).get("consistent", table)
+    return table
+
+
+def resolve_noise_step(model: LoadedModel, noise, scale: float, consistent: bool = False) -> int:
     """noise: ("auto", None) | ("fraction", f) | ("step", t) → an int step in [0, T]."""
     kind, value = noise if isinstance(noise, tuple) else (("auto", None) if noise == "auto" else
                                                           ("fraction", float(noise)))
     T = model.num_timesteps
     if kind == "auto":
-        return int(round(auto_noise_fraction(model.noise_table, scale) * T))
+        table = noise_table_for(model.noise_table, consistent)
+        return int(round(auto_noise_fraction(table, scale) * T))
     if kind == "fraction":
         if not 0.0 <= float(value) <= 1.0:
             raise ValueError(f"noise fraction must be in [0, 1], got {value}")
@@ -111,8 +121,16 @@ def resolve_noise_step(model: LoadedModel, noise, scale: float) -> int:
     raise ValueError(f"unknown noise spec {noise!r}")
 
 
+def _tile_guide(ops, ref, windows, th, tw, strength):
+    """Per-tile slices of the global consistency operator (batched matrices, one per tile)."""
+    rows, cols = zip(*(consistency_mod.tile_operator(ops, y, x, th, tw) for y, x, _ in windows))
+    refs = np.stack([ref[y:y + th, x:x + tw] for y, x, _ in windows])
+    return pipeline.Guide(ref=jnp.asarray(refs), rows=jnp.asarray(np.stack(rows)), cols=jnp.asarray(np.stack(cols)),
+                          strength=jnp.full((len(windows),), strength, jnp.float32))
+
+
 def _run_tiles(model: LoadedModel, x_t: np.ndarray, t: int, key, *, tile: int, overlap: int,
-               num_steps: int, tile_batch: int, progress: bool) -> np.ndarray:
+               num_steps: int, tile_batch: int, progress: bool, cons=None) -> np.ndarray:
     h, w, c = x_t.shape
     windows = list(pipeline.tile_windows(h, w, tile, overlap))
     th, tw = windows[0][2].shape
@@ -123,11 +141,16 @@ def _run_tiles(model: LoadedModel, x_t: np.ndarray, t: int, key, *, tile: int, o
         batches = tqdm(batches, desc="tiles", unit="batch", leave=False)
     for b0 in batches:
         chunk = windows[b0:b0 + tile_batch]
-        tiles = np.stack([x_t[y:y + th, x:x + tw] for y, x, _ in chunk])
-        if len(chunk) < tile_batch:  # constant batch shape → no recompilation for the last batch
-            tiles = np.concatenate([tiles, np.repeat(tiles[-1:], tile_batch - len(chunk), 0)])
+        # constant batch shape → no recompilation for the last batch
+        padded = chunk + [chunk[-1]] * (tile_batch - len(chunk))
+        tiles = np.stack([x_t[y:y + th, x:x + tw] for y, x, _ in padded])
+        guide, iters = None, 1
+        if cons is not None:
+            ops, ref, strength, iters = cons
+            guide = _tile_guide(ops, ref, padded, th, tw, strength)
         out = pipeline.restore_batch_jit(model.model, model.params, model.schedule, jnp.asarray(tiles),
-                                         jnp.full((tile_batch,), t, jnp.int32), key, num_steps=num_steps)
+                                         jnp.full((tile_batch,), t, jnp.int32), key, num_steps=num_steps,
+                                         guide=guide, guide_iters=iters)
         out = np.asarray(out)
         placed += [(y, x, wgt, out[i]) for i, (y, x, wgt) in enumerate(chunk)]
     return pipeline.blend_tiles((h, w), c, placed)
@@ -135,26 +158,54 @@ def _run_tiles(model: LoadedModel, x_t: np.ndarray, t: int, key, *, tile: int, o
 
 def upscale_array(image: np.ndarray, out_hw: tuple[int, int], *, model: LoadedModel, noise=("auto", None),
                   steps: Optional[int] = None, seed: int = 0, tile: Optional[int] = None,
-                  tile_overlap: int = 32, tile_batch: int = 4, progress: bool = False) -> tuple[np.ndarray, dict]:
+                  tile_overlap: int = 32, tile_batch: int = 4, progress: bool = False,
+                  consistency: Optional[float] = None, lift: Optional[str] = None, consistency_iters: int = 1,
+                  colour_fix: Optional[str] = None) -> tuple[np.ndarray, dict]:
     """Diff-SR on one float image HxWx3 in [0, 1] → (out_h x out_w x 3 in [0, 1], info).
 
     ``tile=None`` picks whole-image processing for outputs up to AUTO_TILE_THRESHOLD per side and
     DEFAULT_TILE tiles above; ``tile=0`` forces whole-image processing.
+    ``consistency`` = λ in [0, 1] (0 = plain Diff-SR; None = DEFAULT_CONSISTENCY): each predicted
+    x0 is projected towards the input's constraint A(x0) = input (A = the antialiased bicubic
+    downscale), and so is the final output. ``lift`` "pinv" | "bicubic" (see
+    diffsr_jax.consistency), ``colour_fix`` "none" | "wavelet" | "adain".
     """
     image = np.asarray(image, np.float32)
     if image.ndim != 3 or image.shape[-1] != 3:
         raise ValueError(f"expected an HxWx3 image, got shape {image.shape}")
     out_h, out_w = int(out_hw[0]), int(out_hw[1])
+    if out_h < image.shape[0] or out_w < image.shape[1]:
+        consistency_ok = False  # A is a downscale: there is no constraint for a smaller output
+    else:
+        consistency_ok = True
+    strength = DEFAULT_CONSISTENCY if consistency is None else float(consistency)
+    if not 0.0 <= strength <= 1.0:
+        raise ValueError(f"consistency strength must be in [0, 1], got {consistency}")
+    strength = strength if consistency_ok else 0.0
+    lift = DEFAULT_LIFT if lift is None else lift
+    if lift not in consistency_mod.LIFTS:
+        raise ValueError(f"lift must be one of {', '.join(consistency_mod.LIFTS)}, got {lift!r}")
+    colour_fix = DEFAULT_COLOUR_FIX if colour_fix is None else colour_fix
+    if colour_fix not in consistency_mod.COLOUR_FIXES:
+        raise ValueError(f"colour fix must be one of {', '.join(consistency_mod.COLOUR_FIXES)}, got {colour_fix!r}")
+    if int(consistency_iters) < 1:
+        raise ValueError("consistency_iters must be ≥ 1")
     scale = max(out_h / image.shape[0], out_w / image.shape[1])
-    t = resolve_noise_step(model, noise, scale)
+    t = resolve_noise_step(model, noise, scale, consistent=strength > 0)
     num_steps = DEFAULT_STEPS if steps is None else int(steps)
     if num_steps < 1:
         raise ValueError("steps must be ≥ 1")
     key = jax.random.key(seed)
     k_noise, k_sample = jax.random.split(key)
 
-    x_up = np.asarray(pipeline.upsample(jnp.asarray(image[None] * 2.0 - 1.0), (out_h, out_w)))[0]
+    lr = jnp.asarray(image[None] * 2.0 - 1.0)
+    x_up = np.asarray(pipeline.upsample(lr, (out_h, out_w)))[0]
     x_up, _ = pipeline.pad_to_multiple(x_up, model.stride)
+    cons = None
+    if strength > 0:
+        ops = consistency_mod.image_operator((out_h, out_w), image.shape[:2], lift, padded_hw=x_up.shape[:2])
+        ref = np.asarray(consistency_mod.lift(ops, lr))[0]
+        cons = (ops, ref, strength, int(consistency_iters))
     if t == 0:
         out = x_up
     else:
@@ -166,24 +217,41 @@ def upscale_array(image: np.ndarray, out_hw: tuple[int, int], *, model: LoadedMo
             tile = max(model.stride, tile - tile % model.stride)
             overlap = min(int(tile_overlap), tile // 2)
             out = _run_tiles(model, x_t, t, k_sample, tile=tile, overlap=overlap, num_steps=num_steps,
-                             tile_batch=tile_batch, progress=progress)
+                             tile_batch=tile_batch, progress=progress, cons=cons)
         else:
+            guide = None
+            if cons is not None:
+                guide = pipeline.Guide(ref=jnp.asarray(ref[None]), rows=jnp.asarray(ops[0].projector, jnp.float32),
+                                       cols=jnp.asarray(ops[1].projector, jnp.float32),
+                                       strength=jnp.float32(strength))
             out = np.asarray(pipeline.restore_batch_jit(model.model, model.params, model.schedule,
                                                         jnp.asarray(x_t[None]), jnp.full((1,), t, jnp.int32),
-                                                        k_sample, num_steps=num_steps))[0]
-    out = np.clip((out[:out_h, :out_w] + 1.0) / 2.0, 0.0, 1.0)
+                                                        k_sample, num_steps=num_steps, guide=guide,
+                                                        guide_iters=int(consistency_iters)))[0]
+    out = jnp.asarray(out[None, :out_h, :out_w])
+    if colour_fix != "none":
+        out = consistency_mod.colour_fix(out, jnp.asarray(x_up[None, :out_h, :out_w]), colour_fix)
+    if strength > 0:
+        # The last word: exact (pinv) or iterated (bicubic) projection of the whole output, which
+        # also repairs what tiles could not see across their borders.
+        final_ops = consistency_mod.image_operator((out_h, out_w), image.shape[:2], lift)
+        out = consistency_mod.project_onto_lr(out, lr, final_ops, strength, int(consistency_iters))
+    out = np.clip((np.asarray(out)[0] + 1.0) / 2.0, 0.0, 1.0)
     info = {"t": t, "noise_fraction": t / model.num_timesteps, "steps": num_steps, "scale": scale,
-            "tile": tile or 0}
+            "tile": tile or 0, "consistency": strength, "lift": lift if strength > 0 else None,
+            "colour_fix": colour_fix}
     return out, info
 
 
 def upscale(images, target, *, noise="auto", steps: Optional[int] = None, seed: int = 0,
             checkpoint: Optional[str] = None, fit: str = "contain", model: Optional[LoadedModel] = None,
-            tile: Optional[int] = None, allow_downscale: bool = False):
+            tile: Optional[int] = None, allow_downscale: bool = False, consistency: Optional[float] = None,
+            lift: Optional[str] = None, colour_fix: Optional[str] = None):
     """Upscale one image or a list of images (uint8/uint16/float HxW[xC] numpy arrays).
 
     ``target``: "2x", "2.7", "1920x1080", "1080p", ... (see diffsr_jax.targets). ``noise``: "auto",
-    a fraction of T (0.35) or "t=350". Returns arrays of the input's dtype and channel count.
+    a fraction of T (0.35) or "t=350". ``consistency``, ``lift``, ``colour_fix``: see
+    :func:`upscale_array`. Returns arrays of the input's dtype and channel count.
     """
     from diffsr_jax import targets
 
@@ -197,7 +265,8 @@ def upscale(images, target, *, noise="auto", steps: Optional[int] = None, seed: 
         rgb, alpha, restore_dtype = _to_float_rgb(np.asarray(img))
         plan = targets.output_size(rgb.shape[:2], tgt, fit=fit, allow_downscale=allow_downscale)
         out, _ = upscale_array(rgb, (plan.out_h, plan.out_w), model=model, noise=noise_spec, steps=steps,
-                               seed=seed, tile=tile)
+                               seed=seed, tile=tile, consistency=consistency, lift=lift,
+                               colour_fix=colour_fix)
         # Alpha is resized to the full model output, then both are cropped together (cover).
         results.append(targets.apply_crop(restore_dtype(out, alpha, out.shape[:2]), plan))
     return results[0] if single else results

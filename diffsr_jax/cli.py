@@ -16,7 +16,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from . import image_io, targets
+from . import defaults, image_io, targets
 from .image_io import IMAGE_EXTENSIONS, ImageReadError
 from .targets import TargetError
 
@@ -98,6 +98,24 @@ def _nonneg_int(name):
     return _int_at_least(name, 0)
 
 
+def _consistency(s):
+    """--consistency: on (λ = 1), off (0) or a strength in [0, 1]."""
+    word = s.strip().lower()
+    if word in ("on", "off"):
+        return 1.0 if word == "on" else 0.0
+    try:
+        v = float(word)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--consistency must be on, off or a number in [0, 1], got {s!r}") from None
+    if not 0.0 <= v <= 1.0:
+        raise argparse.ArgumentTypeError(f"--consistency must be in [0, 1], got {s!r}")
+    return v
+
+
+def _describe_consistency(v: float) -> str:
+    return {0.0: "off", 1.0: "on"}.get(float(v), f"{v:g}")
+
+
 def _tile(s):
     if s.strip().lower() == "auto":
         return None
@@ -118,6 +136,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto, a fraction 0..1 (0.35) or a step t=350 (default: auto)")
     p.add_argument("--steps", type=_positive_int("--steps"), default=None, metavar="N",
                    help="DDIM steps from t back to 0 (default: 10)")
+    p.add_argument("--consistency", type=_consistency, default=None, metavar="on|off|λ",
+                   help="data consistency: every denoising step is corrected so that the output, "
+                        "bicubic-downscaled, gives back the input (any scale). A number in [0, 1] sets "
+                        f"the strength (default: {_describe_consistency(defaults.DEFAULT_CONSISTENCY)})")
+    p.add_argument("--lift", choices=defaults.LIFTS, default=None,
+                   help=f"how --consistency maps the input back up: pinv (exact projection) or bicubic "
+                        f"(iterated back-projection) (default: {defaults.DEFAULT_LIFT})")
+    p.add_argument("--colour-fix", choices=defaults.COLOUR_FIXES, default=None,
+                   help=f"keep the input's colours: wavelet (low-frequency band of the input) or adain "
+                        f"(per-channel mean/std) (default: {defaults.DEFAULT_COLOUR_FIX})")
     p.add_argument("--seed", type=_nonneg_int("--seed"), default=0, metavar="N",
                    help="random seed of the injected noise (default: 0)")
     p.add_argument("--checkpoint", default=None, metavar="DIR",
@@ -289,7 +317,7 @@ def _process(job: _Job, args, target, noise, api, model, log) -> None:
         out, info = api.upscale_array(
             img.rgb, plan.out_hw, model=model, noise=noise, steps=args.steps, seed=args.seed,
             tile=args.tile, tile_overlap=args.tile_overlap, tile_batch=args.batch_size,
-            progress=not args.quiet,
+            progress=not args.quiet, consistency=args.consistency, lift=args.lift, colour_fix=args.colour_fix,
         )
     except (MemoryError, ValueError, RuntimeError, TargetError) as e:
         raise _ImageFailure(f"upscaling failed: {type(e).__name__}: {_one_line(e)}") from None

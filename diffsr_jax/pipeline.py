@@ -10,12 +10,13 @@ a linear-ramp blend hides.
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Iterator, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from diffsr_jax import consistency
 from diffsr_jax.samplers import SAMPLERS
 from diffsr_jax.schedules import Schedule, q_sample
 
@@ -27,19 +28,36 @@ def upsample(x: jnp.ndarray, out_hw: tuple[int, int]) -> jnp.ndarray:
     return jnp.clip(y, -1.0, 1.0)
 
 
+class Guide(NamedTuple):
+    """Data consistency for the reverse process (see diffsr_jax.consistency): every predicted x0
+    is pulled towards ``ref`` = L y through the projector rows ⊗ cols. All leaves are traced."""
+    ref: jnp.ndarray        # (B, H, W, C)
+    rows: jnp.ndarray       # (H, H) or (B, H, H)
+    cols: jnp.ndarray       # (W, W) or (B, W, W)
+    strength: jnp.ndarray   # λ, scalar or (B,)
+
+
 def make_eps_fn(model, params):
     return lambda x, t: model.apply({"params": params}, x, t)
 
 
 def restore_batch(model, params, schedule: Schedule, x_t: jnp.ndarray, t: jnp.ndarray, key: jax.Array,
-                  *, num_steps: int, sampler: str = "ddim", eta: float = 0.0) -> jnp.ndarray:
-    """Reverse process from the noised batch x_t at (traced) step(s) t down to 0. Pure."""
+                  *, num_steps: int, sampler: str = "ddim", eta: float = 0.0, guide: Optional[Guide] = None,
+                  guide_iters: int = 1) -> jnp.ndarray:
+    """Reverse process from the noised batch x_t at (traced) step(s) t down to 0. Pure.
+
+    ``guide`` (optional) corrects each predicted x0 towards the input (data consistency).
+    """
     kwargs = {"eta": eta} if sampler == "ddim" else {}
+    if guide is not None:
+        kwargs["correct_x0"] = consistency.x0_corrector(guide.ref, guide.rows, guide.cols, guide.strength,
+                                                        guide_iters)
     return SAMPLERS[sampler](make_eps_fn(model, params), schedule, x_t, t, key, num_steps=num_steps, **kwargs)
 
 
 def diffsr(model, params, schedule: Schedule, x_up: jnp.ndarray, t: jnp.ndarray, key: jax.Array,
-           *, num_steps: int, sampler: str = "ddim", eta: float = 0.0) -> jnp.ndarray:
+           *, num_steps: int, sampler: str = "ddim", eta: float = 0.0, guide: Optional[Guide] = None,
+           guide_iters: int = 1) -> jnp.ndarray:
     """The whole method on an already-upsampled batch in [-1, 1]: noise to t, then restore.
 
     (params, schedule, lr-upsampled batch, t, key) → hr batch; jit/vmap it freely (``model``,
@@ -48,19 +66,31 @@ def diffsr(model, params, schedule: Schedule, x_up: jnp.ndarray, t: jnp.ndarray,
     k_noise, k_sample = jax.random.split(key)
     noise = jax.random.normal(k_noise, x_up.shape, x_up.dtype)
     x_t = q_sample(schedule, x_up, jnp.broadcast_to(jnp.asarray(t, jnp.int32), x_up.shape[:1]), noise)
-    return restore_batch(model, params, schedule, x_t, t, k_sample, num_steps=num_steps, sampler=sampler, eta=eta)
+    return restore_batch(model, params, schedule, x_t, t, k_sample, num_steps=num_steps, sampler=sampler, eta=eta,
+                         guide=guide, guide_iters=guide_iters)
 
 
 def diffsr_from_lr(model, params, schedule: Schedule, lr: jnp.ndarray, t: jnp.ndarray, key: jax.Array,
-                   *, out_hw: tuple[int, int], num_steps: int, sampler: str = "ddim", eta: float = 0.0) -> jnp.ndarray:
+                   *, out_hw: tuple[int, int], num_steps: int, sampler: str = "ddim", eta: float = 0.0,
+                   consistency_strength=None, lift: str = "pinv", guide_iters: int = 1) -> jnp.ndarray:
     """Low-resolution batch in [-1, 1] → HR batch of size ``out_hw`` (static; must be divisible
-    by the model's stride): bicubic upsample, then :func:`diffsr`. Pure, jit/vmap-able over t."""
+    by the model's stride): bicubic upsample, then :func:`diffsr`. Pure, jit/vmap-able over t.
+
+    ``consistency_strength`` (λ, may be traced; None = plain Diff-SR) turns on data consistency
+    with the given ``lift`` ("pinv" or "bicubic", see diffsr_jax.consistency).
+    """
+    guide = None
+    if consistency_strength is not None:
+        ops = consistency.image_operator(out_hw, lr.shape[1:3], lift)
+        guide = Guide(ref=consistency.lift(ops, lr), rows=jnp.asarray(ops[0].projector, lr.dtype),
+                      cols=jnp.asarray(ops[1].projector, lr.dtype),
+                      strength=jnp.asarray(consistency_strength, lr.dtype))
     return diffsr(model, params, schedule, upsample(lr, out_hw), t, key, num_steps=num_steps,
-                  sampler=sampler, eta=eta)
+                  sampler=sampler, eta=eta, guide=guide, guide_iters=guide_iters)
 
 
 # One compiled program per (model, tile shape, num_steps, sampler); t, params and keys are traced.
-restore_batch_jit = jax.jit(restore_batch, static_argnames=("model", "num_steps", "sampler"))
+restore_batch_jit = jax.jit(restore_batch, static_argnames=("model", "num_steps", "sampler", "guide_iters"))
 
 
 # ---------------------------------------------------------------------------------------------

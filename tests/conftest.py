@@ -64,3 +64,23 @@ def random_params(model, hw: int = 8, seed: int = 0, kernel_gain: float = 1.0):
         return jnp.asarray(noise, jnp.float32)
 
     return jax.tree_util.tree_map_with_path(draw, abstract)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """An exported tiny model with non-trivial weights (the zero-init head would make ε ≡ 0)."""
+    from configs import tiny
+    from diffsr_jax import checkpointing, train_lib
+
+    c = tiny.get_config()
+    params = random_params(train_lib.build_model(c), kernel_gain=0.1)
+    d = str(tmp_path_factory.mktemp("m") / "model")
+    checkpointing.export_model(d, params, train_lib.model_hparams(c), train_lib.schedule_spec(c))
+    return d
+
+
+@pytest.fixture(scope="session")
+def model(tiny_model_dir):
+    from diffsr_jax import api
+
+    return api.load_model(tiny_model_dir)

@@ -45,12 +45,13 @@ class FakeApi(types.ModuleType):
         return self.LoadedModel()
 
     def upscale_array(self, image, out_hw, *, model, noise=("auto", None), steps=None, seed=0,
-                      tile=None, tile_overlap=32, tile_batch=4, progress=False):
+                      tile=None, tile_overlap=32, tile_batch=4, progress=False, consistency=None, lift=None,
+                      colour_fix=None):
         assert isinstance(model, self.LoadedModel)
         assert image.dtype == np.float32 and image.ndim == 3 and image.shape[2] == 3
         self.calls.append(dict(shape=image.shape[:2], out_hw=tuple(out_hw), noise=noise,
                                steps=steps, seed=seed, tile=tile, tile_overlap=tile_overlap,
-                               progress=progress))
+                               progress=progress, consistency=consistency, lift=lift, colour_fix=colour_fix))
         if image.shape[:2] in self.fail_on:
             raise RuntimeError("RESOURCE_EXHAUSTED: out of memory\nlong XLA details")
         return _bicubic(image, out_hw), {"t": 400, "noise_fraction": 0.4, "steps": steps or 25}
@@ -113,6 +114,10 @@ def test_infer_py_help_subprocess():
     (["--target", "2x", "--steps", "0"], "--steps"),
     (["--target", "2x", "--tile", "64", "--tile-overlap", "64"], "--tile-overlap"),
     (["--target", "2x", "--fit", "zoom"], "--fit"),
+    (["--target", "2x", "--consistency", "2"], "--consistency"),
+    (["--target", "2x", "--consistency", "maybe"], "--consistency"),
+    (["--target", "2x", "--colour-fix", "sepia"], "--colour-fix"),
+    (["--target", "2x", "--lift", "nearest"], "--lift"),
     (["--target", "2x", "--bogus"], "unrecognized"),
     ([], "--target"),
 ])
@@ -169,6 +174,14 @@ def test_options_are_passed(api, imgs, tmp_path, capsys):
     rc = cli.main([str(imgs / "a.png"), "-t", "x2", "-o", str(tmp_path / "o2"), "--noise", "0.3",
                    "--tile", "0"])
     assert rc == 0 and api.calls[-1]["noise"] == ("fraction", 0.3) and api.calls[-1]["tile"] == 0
+    assert api.calls[-1]["consistency"] is None and api.calls[-1]["colour_fix"] is None  # library defaults
+    for flag, value, key, expected in [("--consistency", "on", "consistency", 1.0),
+                                       ("--consistency", "off", "consistency", 0.0),
+                                       ("--consistency", "0.5", "consistency", 0.5),
+                                       ("--lift", "bicubic", "lift", "bicubic"),
+                                       ("--colour-fix", "wavelet", "colour_fix", "wavelet")]:
+        rc = cli.main([str(imgs / "a.png"), "-t", "x2", "-o", str(tmp_path / f"o_{key}_{value}.png"), flag, value])
+        assert rc == 0 and api.calls[-1][key] == expected
 
 
 def test_folder_input_modes_kept(api, imgs, tmp_path, capsys):

@@ -63,11 +63,19 @@ def distributed_wanted(mode: str, environ=None) -> bool:
     return False
 
 
-def maybe_initialize_distributed(mode: str = "auto") -> bool:
+def maybe_initialize_distributed(mode: str = "auto", environ=None) -> bool:
     """Starts JAX's distributed runtime if :func:`distributed_wanted`; must run before anything
-    touches a device. Returns whether this is (now) a multi-process run."""
-    if distributed_wanted(mode) and not jax.distributed.is_initialized():
-        jax.distributed.initialize()
+    touches a device. Returns whether this is (now) a multi-process run.
+
+    JAX reads ``JAX_COORDINATOR_ADDRESS`` itself and detects SLURM / Open MPI / Cloud TPU; for a
+    hand-launched job (any cluster, or several processes on one machine) it also needs the process
+    count and index, which are taken from ``JAX_NUM_PROCESSES`` and ``JAX_PROCESS_ID`` when set.
+    """
+    env = os.environ if environ is None else environ
+    if distributed_wanted(mode, env) and not jax.distributed.is_initialized():
+        count, index = env.get("JAX_NUM_PROCESSES"), env.get("JAX_PROCESS_ID")
+        jax.distributed.initialize(num_processes=None if count is None else int(count),
+                                   process_id=None if index is None else int(index))
     return jax.process_count() > 1
 
 

@@ -157,5 +157,33 @@ def main(workdir: str) -> None:
     print(json.dumps(out))
 
 
+def multiprocess_main(workdir: str) -> None:
+    """One of several processes (JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID set):
+    the same sharded steps as check_training on a mesh over every process's devices, each
+    process feeding only its rows; then an Orbax save from every process and a restore."""
+    assert sharding.maybe_initialize_distributed("auto")
+    c, model, optimizer, schedule = tiny_setup()
+    mesh = sharding.make_mesh()
+    state0 = jax.device_get(initial_state(model, optimizer))
+    rng = np.random.default_rng(0)
+    batches = [rng.uniform(-1, 1, (BATCH, HW, HW, 3)).astype(np.float32) for _ in range(STEPS)]
+    losses, state = run_steps(model, schedule, optimizer, state0, batches, jax.random.key(3), mesh)
+    mgr = checkpointing.make_manager(os.path.join(workdir, "ckpt_mp"))
+    checkpointing.save_train_state(mgr, int(state.step), state)
+    mgr.wait_until_finished()
+    abstract = sharding.with_shardings(jax.eval_shape(lambda: state), sharding.state_shardings(mesh, state))
+    restored = mgr.restore(mgr.latest_step(), args=checkpointing.ocp.args.StandardRestore(abstract))
+    mgr.close()
+    same = all(np.array_equal(sharding.to_host(a), sharding.to_host(b))
+               for a, b in zip(jax.tree.leaves(restored), jax.tree.leaves(state)))
+    print(json.dumps({"process": jax.process_index(), "processes": jax.process_count(),
+                      "devices": jax.device_count(), "local_devices": jax.local_device_count(),
+                      "rows": list(sharding.process_rows(mesh, BATCH)), "losses": losses,
+                      "restored_equal": same}))
+
+
 if __name__ == "__main__":
-    main(sys.argv[1])
+    if sys.argv[1] == "--multiprocess":
+        multiprocess_main(sys.argv[2])
+    else:
+        main(sys.argv[1])

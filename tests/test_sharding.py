@@ -148,3 +148,38 @@ def test_sharded_prf_sweep_equals_unsharded(eight):
     r = eight[0]["sweep"]
     assert r["shape"] == [2, 3, 2]
     assert r["psnr"] < 1e-3 and r["ssim"] < 1e-5 and r["hf_err"] < 1e-5
+
+
+# ---------------------------------------------------------------------------------------------
+# two real processes (opt-in: ~50 s more on two busy cores)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.skipif(os.environ.get("DIFFSR_MULTIPROCESS_TEST") != "1",
+                    reason="set DIFFSR_MULTIPROCESS_TEST=1 to run two coordinated processes")
+def test_two_processes_train_on_their_rows_and_checkpoint(eight, tmp_path):
+    """jax.distributed over two local processes × 4 CPU devices (gloo collectives), started by
+    sharding.maybe_initialize_distributed("auto") from the environment, as train.py does."""
+    base = dict(os.environ, JAX_PLATFORMS="cpu", JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{_free_port()}",
+                JAX_NUM_PROCESSES="2",
+                XLA_FLAGS="--xla_force_host_platform_device_count=4 --xla_backend_optimization_level=0")
+    cmd = [sys.executable, os.path.join(HERE, "sharding_worker.py"), "--multiprocess", str(tmp_path)]
+    procs = [subprocess.Popen(cmd, env=dict(base, JAX_PROCESS_ID=str(i)), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for i in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    for p, (_, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-4000:]
+    reports = sorted((json.loads(o.strip().splitlines()[-1]) for o, _ in outs), key=lambda r: r["process"])
+    assert [r["rows"] for r in reports] == [[0, 4], [4, 8]]
+    ref = eight[0]["data8"]["ref_losses"]
+    for r in reports:
+        assert (r["processes"], r["devices"], r["local_devices"]) == (2, 8, 4)
+        np.testing.assert_allclose(r["losses"], ref, rtol=TOL)
+        assert r["restored_equal"]

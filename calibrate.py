@@ -7,6 +7,10 @@ Rules (see diffsr_jax/prf.py): ``empirical-lpips`` restores a scale × t × imag
 compiled call and keeps the t with the lowest mean LPIPS; ``analytic`` uses the paper's
 Perceptual Recoverable Field (signature and fidelity losses). Refuses to overwrite an existing
 output unless --overwrite; writes atomically.
+
+``--consistency λ`` calibrates the data-consistent mode instead (a consistent run tolerates a
+larger t): its table is stored under ``"modes": {"consistent": ...}`` of the existing prf.json,
+which ``noise="auto"`` reads when consistency is on; the plain table is left as it is.
 """
 
 import argparse
@@ -36,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--omega", type=float, default=0.004)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--chunk", type=int, default=16, help="grid cells per compiled chunk")
+    ap.add_argument("--consistency", type=float, default=0.0, metavar="λ",
+                    help="calibrate the data-consistent mode with this strength (stored under modes.consistent)")
+    ap.add_argument("--lift", choices=("pinv", "bicubic"), default="pinv", help="lift of the consistent mode")
     ap.add_argument("--out", default=None, help="output JSON (default <checkpoint>/prf.json)")
     ap.add_argument("--overwrite", action="store_true")
     ap.add_argument("--plots", default=None, metavar="DIR", help="write PNG plots (paper Fig. 4 and Fig. 6) here")
@@ -59,27 +66,57 @@ def write_json_atomic(path: str, obj: dict) -> None:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     out = args.out or os.path.join(args.checkpoint, "prf.json")
-    if os.path.exists(out) and not args.overwrite:
+    consistent = args.consistency > 0
+    if not 0.0 <= args.consistency <= 1.0:
+        print("error: --consistency must be in [0, 1]", file=sys.stderr)
+        return 2
+    existing = None
+    if consistent:
+        # The consistent table is one entry of an existing prf.json (the plain table stays).
+        if not os.path.exists(out):
+            print(f"error: {out} does not exist; calibrate the plain mode first", file=sys.stderr)
+            return 2
+        with open(out) as f:
+            existing = json.load(f)
+        if "consistent" in existing.get("modes", {}) and not args.overwrite:
+            print(f"error: {out} already has a consistent table; pass --overwrite to replace it", file=sys.stderr)
+            return 2
+    elif os.path.exists(out) and not args.overwrite:
         print(f"error: {out} exists; pass --overwrite to replace it", file=sys.stderr)
         return 2
     if os.path.basename(os.path.normpath(args.data)) in ("CSet5", "CSet14", "CUrban100"):
         print(f"error: {args.data} is an evaluation set; calibrate on training photos", file=sys.stderr)
+        return 2
+    if consistent and args.rule == "analytic":
+        print("error: the analytic rule does not model consistency; use --rule empirical-lpips", file=sys.stderr)
         return 2
 
     from diffsr_jax import api, prf
 
     model = api.load_model(args.checkpoint)
     hr = prf.load_crops(args.data, args.images, args.crop, args.seed)
+    options = dict(consistency=args.consistency, lift=args.lift) if consistent else None
     table, ana, sw = prf.calibrate(model.model, model.params, model.schedule, hr, args.scales, rule=args.rule,
                                    t_fractions=[0.0, *args.t_grid], num_steps=args.steps, seed=args.seed,
-                                   omega=args.omega, variance=args.variance, chunk=args.chunk)
+                                   omega=args.omega, variance=args.variance, chunk=args.chunk,
+                                   sweep_options=options)
     table["calibration"] = {"checkpoint": os.path.relpath(os.path.abspath(args.checkpoint), REPO),
                             "checkpoint_step": model.meta.get("step"),
                             "data": os.path.relpath(os.path.abspath(args.data), REPO), "images": args.images,
                             "crop": args.crop, "seed": args.seed, "steps": args.steps,
                             "t_grid": sorted({0.0, *args.t_grid})}
     table["date"] = datetime.date.today().isoformat()
-    write_json_atomic(out, table)
+    if consistent:
+        table.pop("analytic", None)  # the plain table carries it
+        existing.setdefault("modes", {})["consistent"] = table
+        write_json_atomic(out, existing)
+    else:
+        if existing is None and os.path.exists(out):
+            with open(out) as f:
+                modes = json.load(f).get("modes")
+            if modes:  # re-calibrating the plain mode keeps the other modes' tables
+                table["modes"] = modes
+        write_json_atomic(out, table)
     T = table["T"]
     for s, t, p in zip(table["scales"], table["t"], table["prf"]):
         field = "empty" if p is None else ", ".join(f"{a / T:.3f}–{b / T:.3f}" for a, b in p)

@@ -364,24 +364,56 @@ def cell_key(key: jax.Array, image_index) -> jax.Array:
     return jax.random.fold_in(key, image_index)
 
 
-def restore_cells(model, params, schedule: Schedule, x_up, t, keys, *, num_steps: int, sampler: str = "ddim"):
+def restore_cells(model, params, schedule: Schedule, x_up, t, keys, *, num_steps: int, sampler: str = "ddim",
+                  guides=None, guide_iters: int = 1):
     """Diff-SR per cell: each (x_up[i], t[i], keys[i]) is run as its own batch of one, so a cell's
-    result does not depend on its neighbours (its noise is drawn from its own key)."""
-    one = lambda x, ti, k: pipeline.diffsr(model, params, schedule, x[None], ti[None], k,
-                                           num_steps=num_steps, sampler=sampler)[0]
-    return jax.vmap(one)(x_up, t, keys)
+    result does not depend on its neighbours (its noise is drawn from its own key). ``guides``:
+    optional per-cell ``pipeline.Guide`` (leading axis = cells) for data consistency."""
+    def one(x, ti, k, g):
+        g = None if g is None else pipeline.Guide(ref=g.ref[None], rows=g.rows, cols=g.cols, strength=g.strength)
+        return pipeline.diffsr(model, params, schedule, x[None], ti[None], k, num_steps=num_steps,
+                               sampler=sampler, guide=g, guide_iters=guide_iters)[0]
+    return jax.vmap(one)(x_up, t, keys, guides)
+
+
+def consistency_data(hr01: jnp.ndarray, scales: Sequence[float], strength: float, lift: str = "pinv"):
+    """Per-scale consistency operators for a sweep: (refs (S, N, H, W, 3), P_rows (S, H, H),
+    P_cols (S, W, W), λ). Matrices make the scale data, so one compiled core serves all scales."""
+    from diffsr_jax import consistency
+
+    n, h, w, c = hr01.shape
+    refs, rows, cols = [], [], []
+    for s in scales:
+        lr_hw = (max(1, int(round(h / s))), max(1, int(round(w / s))))
+        ops = consistency.image_operator((h, w), lr_hw, lift)
+        lr = jax.image.resize(jnp.asarray(hr01) * 2.0 - 1.0, (n, *lr_hw, c), method="bicubic", antialias=True)
+        refs.append(consistency.lift(ops, lr))
+        rows.append(ops[0].projector)
+        cols.append(ops[1].projector)
+    return (jnp.stack(refs), jnp.asarray(np.stack(rows), jnp.float32), jnp.asarray(np.stack(cols), jnp.float32),
+            jnp.float32(strength))
 
 
 @functools.partial(jax.jit, static_argnames=("model", "num_steps", "chunk", "sampler", "lpips_module",
-                                             "freq_cutoff", "return_images"))
-def _sweep_core(model, params, schedule, x_up, hr, s_idx, n_idx, t, key, lpips_params, *, num_steps, chunk,
-                sampler, lpips_module, freq_cutoff, return_images):
+                                             "freq_cutoff", "return_images", "guide_iters", "colour_fix"))
+def _sweep_core(model, params, schedule, x_up, hr, s_idx, n_idx, t, key, lpips_params, cons=None, *, num_steps,
+                chunk, sampler, lpips_module, freq_cutoff, return_images, guide_iters=1, colour_fix="none"):
     TRACES["sweep"] += 1
 
     def run_chunk(cells):
         s, n, tt = cells
         keys = jax.vmap(lambda i: cell_key(key, i))(n)
-        out = restore_cells(model, params, schedule, x_up[s, n], tt, keys, num_steps=num_steps, sampler=sampler)
+        guides = None
+        if cons is not None:
+            refs, rows, cols, lam = cons
+            guides = pipeline.Guide(ref=refs[s, n], rows=rows[s], cols=cols[s], strength=jnp.full(s.shape, lam))
+        out = restore_cells(model, params, schedule, x_up[s, n], tt, keys, num_steps=num_steps, sampler=sampler,
+                            guides=guides, guide_iters=guide_iters)
+        if colour_fix != "none":
+            from diffsr_jax import consistency
+            out = consistency.colour_fix(out, x_up[s, n], colour_fix)
+        if cons is not None:  # the final projection, as api.upscale_array ends a consistent run
+            out = jax.vmap(lambda o, g: consistency_final(o, g, guide_iters))(out, guides)
         out01 = (jnp.clip(out, -1.0, 1.0) + 1.0) / 2.0
         m = cell_metrics(out01, hr[n], lpips_module=lpips_module, lpips_params=lpips_params,
                          freq_cutoff=freq_cutoff)
@@ -391,6 +423,12 @@ def _sweep_core(model, params, schedule, x_up, hr, s_idx, n_idx, t, key, lpips_p
     metrics, images = jax.lax.map(run_chunk, cells)
     flat = lambda a: a.reshape(-1, *a.shape[2:])
     return jax.tree.map(flat, metrics), (None if images is None else flat(images))
+
+
+def consistency_final(out, guide, iters: int):
+    from diffsr_jax import consistency
+
+    return consistency.correct(out[None], guide.ref[None], guide.rows, guide.cols, guide.strength, iters)[0]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -414,12 +452,14 @@ def make_lpips(net: str = "alexnet"):
 
 def sweep(model, params, schedule: Schedule, hr_images, scales: Sequence[float], t_values, key: jax.Array,
           num_steps: int, *, lpips=None, chunk: int = 16, sampler: str = "ddim",
-          freq_cutoff: float = FREQ_CUTOFF, return_images: bool = False) -> SweepResult:
+          freq_cutoff: float = FREQ_CUTOFF, return_images: bool = False, consistency: float = 0.0,
+          lift: str = "pinv", guide_iters: int = 1, colour_fix: str = "none") -> SweepResult:
     """Restores every (scale, t, image) cell of HR crops in [0, 1] (N, H, W, 3) and measures it.
 
     ``lpips``: an ``LPIPSEvaluator`` (see make_lpips) or None (LPIPS reported as NaN; needs images
     of ≥ 32 px for AlexNet). One compiled call for the grid, ``chunk`` cells at a time (see the
-    module docstring).
+    module docstring). ``consistency`` λ > 0 (with ``lift``, ``guide_iters``) and ``colour_fix``
+    sweep those inference modes (see diffsr_jax.consistency).
     """
     hr = jnp.asarray(hr_images, jnp.float32)
     t_values = np.asarray(t_values, np.int32).reshape(-1)
@@ -435,7 +475,9 @@ def sweep(model, params, schedule: Schedule, hr_images, scales: Sequence[float],
     cells = [_pad_rows(a.astype(np.int32), chunk) for a in (s_idx, n_idx, t_values[t_idx])]
     metrics, images = _sweep_core(
         model, params, schedule, x_up, hr, *map(jnp.asarray, cells), key,
-        None if lpips is None else lpips.params, num_steps=num_steps, chunk=chunk, sampler=sampler,
+        None if lpips is None else lpips.params,
+        consistency_data(hr, scales, consistency, lift) if consistency > 0 else None,
+        num_steps=num_steps, chunk=chunk, sampler=sampler, guide_iters=int(guide_iters), colour_fix=colour_fix,
         lpips_module=None if lpips is None else lpips.lpips, freq_cutoff=float(freq_cutoff),
         return_images=return_images)
     G = S * Tn * N
@@ -564,12 +606,17 @@ def _jsonable_intervals(intervals):
 
 def calibrate(model, params, schedule: Schedule, hr_images, scales: Sequence[float], *, rule: str,
               t_fractions: Sequence[float], num_steps: int, seed: int = 0, omega: float = OMEGA,
-              variance: str = "ddpm", chunk: int = 16):
+              variance: str = "ddpm", chunk: int = 16, sweep_options: Optional[dict] = None):
     """→ (table, AnalyticResult, SweepResult or None). The table holds what ``api`` reads ("scales",
     "noise_fraction" = t*/T) plus "t", "prf" (inclusive step intervals per scale, null when empty),
-    the rule and the analytic curves' summary (always computed: it costs ~T/25 forward passes)."""
+    the rule and the analytic curves' summary (always computed: it costs ~T/25 forward passes).
+    ``sweep_options`` (consistency, lift, guide_iters, colour_fix) calibrate that inference mode;
+    the analytic rule knows nothing of them, so they need an empirical rule."""
     if rule not in RULES:
         raise ValueError(f"rule must be one of {', '.join(RULES)}")
+    sweep_options = dict(sweep_options or {})
+    if sweep_options and rule == "analytic":
+        raise ValueError("the analytic PRF does not model consistency or colour fixes; use an empirical rule")
     T = schedule.num_steps
     k_analytic, k_sweep = jax.random.split(jax.random.key(seed))
     ana = analytic_table(model, params, schedule, hr_images, scales, k_analytic, variance=variance, omega=omega)
@@ -586,7 +633,9 @@ def calibrate(model, params, schedule: Schedule, hr_images, scales: Sequence[flo
     else:
         ts = sorted({int(round(f * T)) for f in t_fractions})
         sw = sweep(model, params, schedule, hr_images, scales, ts, k_sweep, num_steps, lpips=make_lpips(),
-                   chunk=chunk)
+                   chunk=chunk, **sweep_options)
+        if sweep_options:
+            table["options"] = sweep_options
         fields = empirical_fields(sw)
         chosen = [(f["t_star"], _jsonable_intervals(f["prf"])) for f in fields]
         table["metrics"] = {name: [[round(float(v), 5) for v in row] for row in sw.mean(name)] for name in METRICS}

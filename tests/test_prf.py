@@ -230,3 +230,29 @@ def test_calibrate_writes_table_and_refuses_overwrite(tiny, image_folder, tmp_pa
     assert 0 <= api.auto_noise_fraction(table, 3.0) <= 1
     assert calibrate.main(argv) == 2  # exists: refuses without --overwrite
     assert calibrate.main(argv + ["--overwrite", "--data", "/x/CSet14"]) == 2  # evaluation sets refused
+
+
+def test_calibrate_consistent_mode_is_stored_beside_the_plain_table(tiny, image_folder, tmp_path):
+    import calibrate
+    from diffsr_jax import api, checkpointing
+
+    model, params, schedule = tiny
+    c = tiny_cfg()
+    ckpt = str(tmp_path / "model")
+    checkpointing.export_model(ckpt, params, train_lib.model_hparams(c), train_lib.schedule_spec(c))
+    out = str(tmp_path / "prf.json")
+    base = ["--checkpoint", ckpt, "--data", image_folder, "--images", "2", "--crop", "32", "--scales", "2", "4",
+            "--out", out, "--steps", "2", "--t-grid", "0.1", "0.5"]
+    assert calibrate.main(base + ["--consistency", "1"]) == 2          # needs a plain table first
+    assert calibrate.main(base + ["--rule", "analytic"]) == 0
+    plain = json.load(open(out))
+    assert calibrate.main(base + ["--consistency", "1", "--rule", "analytic"]) == 2  # analytic can't
+    assert calibrate.main(base + ["--consistency", "1"]) == 0
+    table = json.load(open(out))
+    cons = table["modes"]["consistent"]
+    assert table["t"] == plain["t"] and cons["options"]["consistency"] == 1.0 and cons["rule"] == "empirical-lpips"
+    assert set(cons["t"]) <= {0, 10, 50} and len(cons["metrics"]["psnr"]) == 2
+    assert calibrate.main(base + ["--consistency", "1"]) == 2          # already there: needs --overwrite
+    assert api.noise_table_for(table, True) is cons and api.noise_table_for(table, False) is table
+    assert calibrate.main(base + ["--rule", "analytic", "--overwrite"]) == 0
+    assert json.load(open(out))["modes"]["consistent"] == cons        # re-calibrating plain keeps modes

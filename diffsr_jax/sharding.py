@@ -27,8 +27,9 @@ DATA, MODEL = "data", "model"
 
 # Environment variables that say this process is one of several in a job. Auto mode starts the
 # distributed runtime only when one of these says "more than one process": a plain `python
-# train.py` on one machine never waits on a coordinator that does not exist.
-_PROCESS_COUNT_VARS = ("JAX_NUM_PROCESSES", "SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE")
+# train.py` on one machine never waits on a coordinator that does not exist. For SLURM the step's
+# own task count (set by srun), not SLURM_NTASKS, which an sbatch script's shell also has.
+_PROCESS_COUNT_VARS = ("JAX_NUM_PROCESSES", "SLURM_STEP_NUM_TASKS", "OMPI_COMM_WORLD_SIZE")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -42,7 +43,7 @@ def distributed_wanted(mode: str, environ=None) -> bool:
     Open MPI, Kubernetes, or reads ``JAX_COORDINATOR_ADDRESS``/``JAX_NUM_PROCESSES``/
     ``JAX_PROCESS_ID``). ``"auto"``: only when the environment clearly describes a job of more
     than one process: ``JAX_COORDINATOR_ADDRESS`` is set, or one of JAX_NUM_PROCESSES /
-    SLURM_NTASKS (inside a SLURM step) / OMPI_COMM_WORLD_SIZE is > 1. TPU pod slices are not
+    SLURM_STEP_NUM_TASKS (an ``srun`` step) / OMPI_COMM_WORLD_SIZE is > 1. TPU pod slices are not
     auto-detected (that needs a metadata-server query): use ``"on"`` there.
     """
     if mode not in ("auto", "on", "off"):
@@ -53,8 +54,6 @@ def distributed_wanted(mode: str, environ=None) -> bool:
     if env.get("JAX_COORDINATOR_ADDRESS"):
         return True
     for var in _PROCESS_COUNT_VARS:
-        if var == "SLURM_NTASKS" and "SLURM_STEP_ID" not in env:
-            continue  # an `salloc` shell has SLURM_NTASKS but is not one task of a job step
         try:
             if int(env.get(var, "1")) > 1:
                 return True
@@ -175,10 +174,6 @@ def shard_batch(mesh: Mesh, x) -> jax.Array:
     return jax.device_put(x, batch_sharding(mesh))
 
 
-def replicate(mesh: Mesh, tree: Any) -> Any:
-    return jax.device_put(tree, replicated(mesh))
-
-
 def to_host(x: jax.Array) -> np.ndarray:
     """A (possibly multi-host) global array as a numpy array on every process."""
     if getattr(x, "is_fully_addressable", True):
@@ -195,7 +190,8 @@ def pad_rows(x: np.ndarray, multiple: int) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------
-# Sharded inference
+# Sharded inference (pipeline and prf are imported inside: training imports this module and
+# needs neither)
 
 
 @functools.lru_cache(maxsize=None)
@@ -283,17 +279,25 @@ def sweep(mesh: Mesh, model, params, schedule, hr_images, scales: Sequence[float
                                                               indexing="ij"))
     # Every device gets a whole number of chunks.
     cells = [pad_rows(a.astype(np.int32), chunk * data_size(mesh)) for a in (s_idx, n_idx, t_values[t_idx])]
-    lpips_params = None if lpips is None else lpips.params
-    core = functools.partial(prf._sweep_core, model, num_steps=num_steps, chunk=chunk, sampler=sampler,
-                             lpips_module=None if lpips is None else lpips.lpips, freq_cutoff=freq_cutoff,
-                             return_images=return_images)
-    rep, dat = P(), P(DATA)
-    sharded = jax.jit(jax.shard_map(
-        lambda p, sch, xu, h, s, n, t, k, lp: core(p, sch, xu, h, s, n, t, k, lp),
-        mesh=mesh, in_specs=(rep, rep, rep, rep, dat, dat, dat, rep, rep), out_specs=dat))
-    metrics, images = sharded(params, schedule, x_up, hr, *map(jnp.asarray, cells), key, lpips_params)
+    sharded = _sharded_sweep_fn(mesh, model, int(num_steps), int(chunk), sampler,
+                                None if lpips is None else lpips.lpips, freq_cutoff, bool(return_images))
+    metrics, images = sharded(params, schedule, x_up, hr, *map(jnp.asarray, cells), key,
+                              None if lpips is None else lpips.params)
     G = S * Tn * N
     metrics = {k: to_host(v)[:G].reshape(S, Tn, N) for k, v in metrics.items()}
     if images is not None:
         images = to_host(images)[:G].reshape(S, Tn, N, *hr.shape[1:])
     return prf.SweepResult(scales=tuple(float(s) for s in scales), t=t_values, metrics=metrics, images=images)
+
+
+@functools.lru_cache(maxsize=None)
+def _sharded_sweep_fn(mesh: Mesh, model, num_steps: int, chunk: int, sampler: str, lpips_module,
+                      freq_cutoff: float, return_images: bool):
+    from diffsr_jax import prf
+
+    # prf's own jitted core (static arguments bound here) runs per device on its cells.
+    core = functools.partial(prf._sweep_core, model, num_steps=num_steps, chunk=chunk, sampler=sampler,
+                             lpips_module=lpips_module, freq_cutoff=freq_cutoff, return_images=return_images)
+    rep, dat = P(), P(DATA)
+    return jax.jit(jax.shard_map(lambda *args: core(*args), mesh=mesh,
+                                 in_specs=(rep, rep, rep, rep, dat, dat, dat, rep, rep), out_specs=dat))

@@ -23,7 +23,7 @@ _DISTRIBUTED = flags.DEFINE_enum(
     "distributed", "auto", ["auto", "on", "off"],
     "Call jax.distributed.initialize(): 'on' always (TPU pods, SLURM, ...), 'auto' only when the "
     "environment names several processes (JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES>1, a SLURM "
-    "step with SLURM_NTASKS>1, OMPI_COMM_WORLD_SIZE>1), 'off' never.")
+    "srun step of several tasks, OMPI_COMM_WORLD_SIZE>1), 'off' never.")
 
 
 def _main(argv):

@@ -44,9 +44,9 @@ def test_state_shardings_split_last_divisible_dim():
     ({"JAX_COORDINATOR_ADDRESS": "10.0.0.1:1234"}, True),
     ({"JAX_NUM_PROCESSES": "1"}, False),
     ({"JAX_NUM_PROCESSES": "4"}, True),
-    ({"SLURM_NTASKS": "8"}, False),  # an salloc shell, not a job step
-    ({"SLURM_NTASKS": "8", "SLURM_STEP_ID": "0"}, True),
-    ({"SLURM_NTASKS": "1", "SLURM_STEP_ID": "0"}, False),
+    ({"SLURM_NTASKS": "8"}, False),  # an sbatch/salloc shell, not one task of an srun step
+    ({"SLURM_NTASKS": "8", "SLURM_STEP_NUM_TASKS": "8"}, True),
+    ({"SLURM_NTASKS": "1", "SLURM_STEP_NUM_TASKS": "1"}, False),
     ({"OMPI_COMM_WORLD_SIZE": "2"}, True),
 ])
 def test_distributed_auto_only_when_environment_says_several_processes(env, want):

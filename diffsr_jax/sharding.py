@@ -256,9 +256,11 @@ def _sharded_diffsr_fn(mesh: Mesh, model, out_hw: tuple, num_steps: int, sampler
 
 def sweep(mesh: Mesh, model, params, schedule, hr_images, scales: Sequence[float], t_values, key: jax.Array,
           num_steps: int, *, lpips=None, chunk: int = 16, sampler: str = "ddim", freq_cutoff: Optional[float] = None,
-          return_images: bool = False):
+          return_images: bool = False, consistency: float = 0.0, lift: str = "pinv", guide_iters: int = 1,
+          colour_fix: str = "none"):
     """:func:`prf.sweep` with the (scale, t, image) grid split over ``data``: each device runs the
     same compiled chunk loop (``prf``'s own core, inside ``shard_map``) on its share of the cells.
+    The consistency / colour-fix options are those of :func:`prf.sweep` (operators replicated).
 
     Cells are independent (a cell's noise comes from its image's key), so the result equals the
     unsharded sweep up to float rounding. ``chunk`` is cells per device per step.
@@ -279,10 +281,12 @@ def sweep(mesh: Mesh, model, params, schedule, hr_images, scales: Sequence[float
                                                               indexing="ij"))
     # Every device gets a whole number of chunks.
     cells = [pad_rows(a.astype(np.int32), chunk * data_size(mesh)) for a in (s_idx, n_idx, t_values[t_idx])]
+    cons = prf.consistency_data(hr, scales, consistency, lift) if consistency > 0 else None
     sharded = _sharded_sweep_fn(mesh, model, int(num_steps), int(chunk), sampler,
-                                None if lpips is None else lpips.lpips, freq_cutoff, bool(return_images))
-    metrics, images = sharded(params, schedule, x_up, hr, *map(jnp.asarray, cells), key,
-                              None if lpips is None else lpips.params)
+                                None if lpips is None else lpips.lpips, freq_cutoff, bool(return_images),
+                                cons is not None, int(guide_iters), colour_fix)
+    args = (params, schedule, x_up, hr, *map(jnp.asarray, cells), key, None if lpips is None else lpips.params)
+    metrics, images = sharded(*args, cons) if cons is not None else sharded(*args)
     G = S * Tn * N
     metrics = {k: to_host(v)[:G].reshape(S, Tn, N) for k, v in metrics.items()}
     if images is not None:
@@ -292,12 +296,14 @@ def sweep(mesh: Mesh, model, params, schedule, hr_images, scales: Sequence[float
 
 @functools.lru_cache(maxsize=None)
 def _sharded_sweep_fn(mesh: Mesh, model, num_steps: int, chunk: int, sampler: str, lpips_module,
-                      freq_cutoff: float, return_images: bool):
+                      freq_cutoff: float, return_images: bool, guided: bool = False, guide_iters: int = 1,
+                      colour_fix: str = "none"):
     from diffsr_jax import prf
 
     # prf's own jitted core (static arguments bound here) runs per device on its cells.
     core = functools.partial(prf._sweep_core, model, num_steps=num_steps, chunk=chunk, sampler=sampler,
-                             lpips_module=lpips_module, freq_cutoff=freq_cutoff, return_images=return_images)
+                             lpips_module=lpips_module, freq_cutoff=freq_cutoff, return_images=return_images,
+                             guide_iters=guide_iters, colour_fix=colour_fix)
     rep, dat = P(), P(DATA)
-    return jax.jit(jax.shard_map(lambda *args: core(*args), mesh=mesh,
-                                 in_specs=(rep, rep, rep, rep, dat, dat, dat, rep, rep), out_specs=dat))
+    specs = (rep, rep, rep, rep, dat, dat, dat, rep, rep) + ((rep,) if guided else ())
+    return jax.jit(jax.shard_map(lambda *args: core(*args), mesh=mesh, in_specs=specs, out_specs=dat))

@@ -139,6 +139,10 @@ def check_inference(out, model, schedule):
     got = sharding.sweep(mesh, model, params, schedule, hr, (2.0, 4.0), grid, key, num_steps=2, chunk=2)
     out["sweep"] = {k: float(np.nanmax(np.abs(got.metrics[k] - ref.metrics[k]))) for k in ("psnr", "ssim", "hf_err")}
     out["sweep"]["shape"] = list(got.metrics["psnr"].shape)
+    ref = prf.sweep(model, params, schedule, hr, (2.0, 4.0), grid, key, num_steps=2, chunk=2, consistency=1.0)
+    got = sharding.sweep(mesh, model, params, schedule, hr, (2.0, 4.0), grid, key, num_steps=2, chunk=2,
+                         consistency=1.0)
+    out["sweep_consistent"] = {k: float(np.nanmax(np.abs(got.metrics[k] - ref.metrics[k]))) for k in ("psnr", "ssim")}
 
 
 def main(workdir: str) -> None:

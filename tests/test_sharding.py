@@ -148,6 +148,8 @@ def test_sharded_prf_sweep_equals_unsharded(eight):
     r = eight[0]["sweep"]
     assert r["shape"] == [2, 3, 2]
     assert r["psnr"] < 1e-3 and r["ssim"] < 1e-5 and r["hf_err"] < 1e-5
+    c = eight[0]["sweep_consistent"]  # data-consistent mode: operators replicated, cells split
+    assert c["psnr"] < 1e-3 and c["ssim"] < 1e-5
 
 
 # ---------------------------------------------------------------------------------------------

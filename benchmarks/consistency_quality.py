@@ -62,6 +62,9 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--step-grid", type=int, nargs="+", default=[1, 2, 5, 10, 20, 50],
                     help="DDIM step counts for the step curve (at each scale's best t of the best mode)")
+    ap.add_argument("--curve-at", choices=("lpips", "psnr"), default="lpips",
+                    help="the step curve runs at each scale's best t > 0 by this metric (lpips: the t "
+                         "that calibrate.py's empirical-lpips rule would pick)")
     ap.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
     ap.add_argument("--out", default=os.path.join(REPO, "benchmarks", "results", "consistency_quality.md"))
     ap.add_argument("--seed", type=int, default=0)
@@ -94,15 +97,15 @@ def main(argv=None):
             rows["lpips"].append(float(lpips.lpips.apply(lpips.params, out * 2 - 1, ref * 2 - 1).mean()))
         baselines[bname] = rows
 
-    # Step curve: for the best mode by PSNR, at each scale's PSNR-best t > 0.
+    # Step curve: for the best mode by PSNR, at each scale's best t > 0 (--curve-at).
     best_mode = max(args.modes, key=lambda n: np.max(results[n]["psnr"]))
     step_curve = {}
     for si, s in enumerate(args.scales):
-        psnr = np.asarray(results[best_mode]["psnr"][si])
+        score = np.asarray(results[best_mode][args.curve_at][si]) * (1 if args.curve_at == "psnr" else -1)
         cand = [i for i, t in enumerate(ts) if t > 0]
-        t_best = ts[max(cand, key=lambda i: psnr[i])]
+        t_best = ts[max(cand, key=lambda i: score[i])]
         curve = []
-        for k in args.step_grid + [t_best]:
+        for k in sorted(set(args.step_grid + [t_best])):
             if k > t_best:
                 continue
             res = prf.sweep(model.model, model.params, model.schedule, hr, [s], [t_best], key, int(k), lpips=lpips,
@@ -115,7 +118,7 @@ def main(argv=None):
     report = dict(date=datetime.date.today().isoformat(), command="python " + " ".join(map(shlex.quote, sys.argv)),
                   checkpoint=model.directory, step=model.meta.get("step"), images=args.images, crop=args.crop,
                   data=args.data, scales=args.scales, t=ts, steps=args.steps, modes=results, baselines=baselines,
-                  best_mode=best_mode, step_curve=step_curve, seconds=timings)
+                  best_mode=best_mode, curve_at=args.curve_at, step_curve=step_curve, seconds=timings)
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(os.path.splitext(args.out)[0] + ".json", "w") as f:
         json.dump(report, f, indent=1)
@@ -138,7 +141,7 @@ def render(r) -> str:
         for name, m in r["baselines"].items():
             lines.append(f"| {name} | {m['psnr'][si]:.2f} / {m['lpips'][si]:.3f} (no t) |" + " |" * (len(r["t"]) - 1))
         lines.append("")
-    lines += [f"## Quality vs DDIM steps ({r['best_mode']}, each scale at its PSNR-best t)", "",
+    lines += [f"## Quality vs DDIM steps ({r['best_mode']}, each scale at its {r.get('curve_at', 'psnr').upper()}-best t)", "",
               "| scale | t | " + " | ".join("steps" for _ in range(1)) + " → PSNR / LPIPS |", "|---|---|---|"]
     for s, sc in r["step_curve"].items():
         lines.append(f"| {float(s):g}× | {sc['t']} | " + ", ".join(

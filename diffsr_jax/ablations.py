@@ -32,7 +32,7 @@ from diffsr_jax import prf
 from diffsr_jax.schedules import SCHEDULE_NAMES, make_betas, q_sample
 
 FIG6_SCALES = (1.6, 2.0, 2.7, 3.5, 4.5)
-FIG6_FRACTIONS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8)
+FIG6_FRACTIONS = (0.0, 0.025, 0.05, 0.1, 0.2, 0.3, 0.4, 0.6, 0.8)  # fine at the low end: a weak model's t* is small
 FIG7_FRACTIONS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 FIG8_T_FRACTIONS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)
 SWEEP_METRICS = (("psnr", "PSNR-RGB (dB) ↑"), ("ssim", "SSIM-RGB ↑"), ("lpips", "LPIPS-Alex ↓"),

@@ -380,7 +380,7 @@ METRIC_INFO = {
     "psnr_rgb": ("PSNR-RGB", True, 2), "ssim_rgb": ("SSIM-RGB", True, 4),
     "psnr_y": ("PSNR-Y", True, 2), "ssim_y": ("SSIM-Y", True, 4),
     "lpips_alex": ("LPIPS-Alex", False, 4), "lpips_vgg": ("LPIPS-VGG", False, 4),
-    "lf_err": ("LF-err", False, 4), "hf_err": ("HF-err", False, 4),
+    "lf_err": ("LF-err", False, 6), "hf_err": ("HF-err", False, 4),  # LF errors are ~1e-5: 6 decimals
     "fid": ("FID", False, 3),
 }
 PER_IMAGE_METRICS = ("psnr_rgb", "ssim_rgb", "psnr_y", "ssim_y", "lpips_alex", "lpips_vgg", "lf_err", "hf_err")

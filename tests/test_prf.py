@@ -256,3 +256,14 @@ def test_calibrate_consistent_mode_is_stored_beside_the_plain_table(tiny, image_
     assert api.noise_table_for(table, True) is cons and api.noise_table_for(table, False) is table
     assert calibrate.main(base + ["--rule", "analytic", "--overwrite"]) == 0
     assert json.load(open(out))["modes"]["consistent"] == cons        # re-calibrating plain keeps modes
+
+
+def test_shipped_table_t_star_grows_with_scale():
+    from diffsr_jax import api
+
+    table = api.read_noise_table(api.DEFAULT_CHECKPOINT)
+    for mode in (table, table["modes"]["consistent"]):
+        order = np.argsort(mode["scales"])
+        t = np.asarray(mode["t"])[order]
+        assert np.all(np.diff(t) >= 0) and t[-1] > t[0], mode["t"]
+        assert mode["noise_fraction"] == [x / table["T"] for x in mode["t"]]

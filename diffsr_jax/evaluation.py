@@ -259,7 +259,7 @@ def make_opencv_peer(name: str, model_dir: str) -> Method:
 # Methods: Diff-SR
 
 DIFFSR_VARIANTS = {  # name → extra keywords for api.upscale_array (issue 6's modes)
-    "diffsr-cons": {"consistency": 1.0},
+    "diffsr-cons": {"consistency": 1.0, "colour_fix": "none"},  # explicit: api defaults may change
     "diffsr-cons-colour": {"consistency": 1.0, "colour_fix": "wavelet"},
 }
 # Plain "diffsr" is the paper's method whatever api's defaults become: these modes off, when known.

@@ -34,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--scales", type=float, nargs="+", default=[2, 2.7, 4, 8])
     ap.add_argument("--t-grid", type=float, nargs="+", default=list(DEFAULT_T_GRID),
                     help="noise levels as fractions of T for the empirical sweep (t = 0 is always added)")
-    ap.add_argument("--steps", type=int, default=10, help="DDIM steps from t (as at inference)")
+    ap.add_argument("--steps", type=int, default=10,
+                    help="DDIM steps from t (the shipped tables used 10; inference defaults to diffsr_jax.defaults.DEFAULT_STEPS)")
     ap.add_argument("--rule", choices=("empirical-lpips", "analytic"), default="empirical-lpips")
     ap.add_argument("--variance", choices=("ddpm", "ddim"), default="ddpm", help="Σ_i² of the signature loss")
     ap.add_argument("--omega", type=float, default=0.004)

@@ -111,7 +111,7 @@ def test_diffsr_names_and_kwarg_passthrough(monkeypatch):
 
     assert ev.parse_diffsr_name("diffsr") == ("auto", {})
     assert ev.parse_diffsr_name("diffsr@t=100") == ("t=100", {})
-    assert ev.parse_diffsr_name("diffsr-cons@0.3") == ("0.3", {"consistency": 1.0})
+    assert ev.parse_diffsr_name("diffsr-cons@0.3") == ("0.3", {"consistency": 1.0, "colour_fix": "none"})
     assert ev.parse_diffsr_name("bicubic") is None
     seen = []
 

@@ -450,17 +450,9 @@ def make_lpips(net: str = "alexnet"):
     return LPIPSEvaluator(replicate=False, net=net)
 
 
-def sweep(model, params, schedule: Schedule, hr_images, scales: Sequence[float], t_values, key: jax.Array,
-          num_steps: int, *, lpips=None, chunk: int = 16, sampler: str = "ddim",
-          freq_cutoff: float = FREQ_CUTOFF, return_images: bool = False, consistency: float = 0.0,
-          lift: str = "pinv", guide_iters: int = 1, colour_fix: str = "none") -> SweepResult:
-    """Restores every (scale, t, image) cell of HR crops in [0, 1] (N, H, W, 3) and measures it.
-
-    ``lpips``: an ``LPIPSEvaluator`` (see make_lpips) or None (LPIPS reported as NaN; needs images
-    of ≥ 32 px for AlexNet). One compiled call for the grid, ``chunk`` cells at a time (see the
-    module docstring). ``consistency`` λ > 0 (with ``lift``, ``guide_iters``) and ``colour_fix``
-    sweep those inference modes (see diffsr_jax.consistency).
-    """
+def sweep_grid(model, schedule: Schedule, hr_images, scales: Sequence[float], t_values, multiple: int):
+    """Validated inputs of a sweep: (HR crops, t values, degraded inputs (S, N, H, W, 3), and the
+    flat per-cell (scale index, image index, t) arrays padded to a multiple of ``multiple``)."""
     hr = jnp.asarray(hr_images, jnp.float32)
     t_values = np.asarray(t_values, np.int32).reshape(-1)
     if t_values.min() < 0 or t_values.max() > schedule.num_steps:
@@ -472,7 +464,23 @@ def sweep(model, params, schedule: Schedule, hr_images, scales: Sequence[float],
     x_up = jnp.stack([degrade(hr, s) for s in scales])                     # (S, N, H, W, 3)
     s_idx, t_idx, n_idx = (a.reshape(-1) for a in np.meshgrid(np.arange(S), np.arange(Tn), np.arange(N),
                                                               indexing="ij"))
-    cells = [_pad_rows(a.astype(np.int32), chunk) for a in (s_idx, n_idx, t_values[t_idx])]
+    cells = [_pad_rows(a.astype(np.int32), multiple) for a in (s_idx, n_idx, t_values[t_idx])]
+    return hr, t_values, x_up, cells
+
+
+def sweep(model, params, schedule: Schedule, hr_images, scales: Sequence[float], t_values, key: jax.Array,
+          num_steps: int, *, lpips=None, chunk: int = 16, sampler: str = "ddim",
+          freq_cutoff: float = FREQ_CUTOFF, return_images: bool = False, consistency: float = 0.0,
+          lift: str = "pinv", guide_iters: int = 1, colour_fix: str = "none") -> SweepResult:
+    """Restores every (scale, t, image) cell of HR crops in [0, 1] (N, H, W, 3) and measures it.
+
+    ``lpips``: an ``LPIPSEvaluator`` (see make_lpips) or None (LPIPS reported as NaN; needs images
+    of ≥ 32 px for AlexNet). One compiled call for the grid, ``chunk`` cells at a time (see the
+    module docstring). ``consistency`` λ > 0 (with ``lift``, ``guide_iters``) and ``colour_fix``
+    sweep those inference modes (see diffsr_jax.consistency).
+    """
+    hr, t_values, x_up, cells = sweep_grid(model, schedule, hr_images, scales, t_values, chunk)
+    S, Tn, N = len(scales), len(t_values), hr.shape[0]
     metrics, images = _sweep_core(
         model, params, schedule, x_up, hr, *map(jnp.asarray, cells), key,
         None if lpips is None else lpips.params,

@@ -268,19 +268,9 @@ def sweep(mesh: Mesh, model, params, schedule, hr_images, scales: Sequence[float
     from diffsr_jax import prf
 
     freq_cutoff = prf.FREQ_CUTOFF if freq_cutoff is None else float(freq_cutoff)
-    hr = jnp.asarray(hr_images, jnp.float32)
-    t_values = np.asarray(t_values, np.int32).reshape(-1)
-    if t_values.min() < 0 or t_values.max() > schedule.num_steps:
-        raise ValueError(f"t_values must lie in [0, {schedule.num_steps}]")
-    stride = getattr(model, "total_stride", 1)
-    if hr.shape[1] % stride or hr.shape[2] % stride:
-        raise ValueError(f"HR crops must be multiples of the model stride {stride}, got {hr.shape[1:3]}")
-    S, Tn, N = len(scales), len(t_values), hr.shape[0]
-    x_up = jnp.stack([prf.degrade(hr, s) for s in scales])                 # (S, N, H, W, 3)
-    s_idx, t_idx, n_idx = (a.reshape(-1) for a in np.meshgrid(np.arange(S), np.arange(Tn), np.arange(N),
-                                                              indexing="ij"))
     # Every device gets a whole number of chunks.
-    cells = [pad_rows(a.astype(np.int32), chunk * data_size(mesh)) for a in (s_idx, n_idx, t_values[t_idx])]
+    hr, t_values, x_up, cells = prf.sweep_grid(model, schedule, hr_images, scales, t_values, chunk * data_size(mesh))
+    S, Tn, N = len(scales), len(t_values), hr.shape[0]
     cons = prf.consistency_data(hr, scales, consistency, lift) if consistency > 0 else None
     sharded = _sharded_sweep_fn(mesh, model, int(num_steps), int(chunk), sampler,
                                 None if lpips is None else lpips.lpips, freq_cutoff, bool(return_images),

@@ -138,17 +138,10 @@ def test_diffsr_names_and_kwarg_passthrough(monkeypatch):
     assert list(ms.methods) == ["diffsr"] and "consistency" in ms.skipped["diffsr-cons"]
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    from configs import tiny
-    from conftest import random_params
-    from diffsr_jax import api, checkpointing, train_lib
-
-    c = tiny.get_config()
-    params = random_params(train_lib.build_model(c), kernel_gain=0.1)
-    d = str(tmp_path_factory.mktemp("m") / "model")
-    checkpointing.export_model(d, params, train_lib.model_hparams(c), train_lib.schedule_spec(c))
-    return api.load_model(d)
+@pytest.fixture()
+def tiny_model(model):
+    """conftest's session-wide tiny exported model (loaded once for the whole run)."""
+    return model
 
 
 def test_end_to_end_tables_csv_and_grids(tiny_model, tmp_path):

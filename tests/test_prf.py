@@ -210,14 +210,11 @@ def test_empirical_fields():
 # calibrate.py
 
 
-def test_calibrate_writes_table_and_refuses_overwrite(tiny, image_folder, tmp_path):
+def test_calibrate_writes_table_and_refuses_overwrite(tiny_model_dir, image_folder, tmp_path):
     import calibrate
-    from diffsr_jax import api, checkpointing
+    from diffsr_jax import api
 
-    model, params, schedule = tiny
-    c = tiny_cfg()
-    ckpt = str(tmp_path / "model")
-    checkpointing.export_model(ckpt, params, train_lib.model_hparams(c), train_lib.schedule_spec(c))
+    ckpt = tiny_model_dir
     out = str(tmp_path / "prf.json")
     argv = ["--checkpoint", ckpt, "--data", image_folder, "--images", "3", "--crop", "32", "--scales", "2", "4",
             "--rule", "analytic", "--out", out, "--plots", str(tmp_path / "plots")]
@@ -232,14 +229,11 @@ def test_calibrate_writes_table_and_refuses_overwrite(tiny, image_folder, tmp_pa
     assert calibrate.main(argv + ["--overwrite", "--data", "/x/CSet14"]) == 2  # evaluation sets refused
 
 
-def test_calibrate_consistent_mode_is_stored_beside_the_plain_table(tiny, image_folder, tmp_path):
+def test_calibrate_consistent_mode_is_stored_beside_the_plain_table(tiny_model_dir, image_folder, tmp_path):
     import calibrate
-    from diffsr_jax import api, checkpointing
+    from diffsr_jax import api
 
-    model, params, schedule = tiny
-    c = tiny_cfg()
-    ckpt = str(tmp_path / "model")
-    checkpointing.export_model(ckpt, params, train_lib.model_hparams(c), train_lib.schedule_spec(c))
+    ckpt = tiny_model_dir
     out = str(tmp_path / "prf.json")
     base = ["--checkpoint", ckpt, "--data", image_folder, "--images", "2", "--crop", "32", "--scales", "2", "4",
             "--out", out, "--steps", "2", "--t-grid", "0.1", "0.5"]

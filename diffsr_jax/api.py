@@ -121,9 +121,9 @@ def resolve_noise_step(model: LoadedModel, noise, scale: float, consistent: bool
     raise ValueError(f"unknown noise spec {noise!r}")
 
 
-def _tile_guide(ops, ref, windows, th, tw, strength):
-    """Per-tile slices of the global consistency operator (batched matrices, one per tile)."""
-    rows, cols = zip(*(consistency_mod.tile_operator(ops, y, x, th, tw) for y, x, _ in windows))
+def _tile_guide(projectors, ref, windows, th, tw, strength):
+    """Per-tile slices of the global consistency projectors (batched matrices, one per tile)."""
+    rows, cols = zip(*(consistency_mod.tile_operator(projectors, y, x, th, tw) for y, x, _ in windows))
     refs = np.stack([ref[y:y + th, x:x + tw] for y, x, _ in windows])
     return pipeline.Guide(ref=jnp.asarray(refs), rows=jnp.asarray(np.stack(rows)), cols=jnp.asarray(np.stack(cols)),
                           strength=jnp.full((len(windows),), strength, jnp.float32))
@@ -135,6 +135,9 @@ def _run_tiles(model: LoadedModel, x_t: np.ndarray, t: int, key, *, tile: int, o
     windows = list(pipeline.tile_windows(h, w, tile, overlap))
     th, tw = windows[0][2].shape
     placed = []
+    if cons is not None:  # the global projectors, once per image (each tile slices them)
+        ops, ref, strength, iters = cons
+        projectors = (ops[0].projector, ops[1].projector)
     batches = range(0, len(windows), tile_batch)
     if progress:
         from tqdm.auto import tqdm
@@ -146,8 +149,7 @@ def _run_tiles(model: LoadedModel, x_t: np.ndarray, t: int, key, *, tile: int, o
         tiles = np.stack([x_t[y:y + th, x:x + tw] for y, x, _ in padded])
         guide, iters = None, 1
         if cons is not None:
-            ops, ref, strength, iters = cons
-            guide = _tile_guide(ops, ref, padded, th, tw, strength)
+            guide = _tile_guide(projectors, ref, padded, th, tw, strength)
         out = pipeline.restore_batch_jit(model.model, model.params, model.schedule, jnp.asarray(tiles),
                                          jnp.full((tile_batch,), t, jnp.int32), key, num_steps=num_steps,
                                          guide=guide, guide_iters=iters)
@@ -174,14 +176,11 @@ def upscale_array(image: np.ndarray, out_hw: tuple[int, int], *, model: LoadedMo
     if image.ndim != 3 or image.shape[-1] != 3:
         raise ValueError(f"expected an HxWx3 image, got shape {image.shape}")
     out_h, out_w = int(out_hw[0]), int(out_hw[1])
-    if out_h < image.shape[0] or out_w < image.shape[1]:
-        consistency_ok = False  # A is a downscale: there is no constraint for a smaller output
-    else:
-        consistency_ok = True
     strength = DEFAULT_CONSISTENCY if consistency is None else float(consistency)
     if not 0.0 <= strength <= 1.0:
         raise ValueError(f"consistency strength must be in [0, 1], got {consistency}")
-    strength = strength if consistency_ok else 0.0
+    if out_h < image.shape[0] or out_w < image.shape[1]:
+        strength = 0.0  # A is a downscale: there is no constraint for a smaller output
     lift = DEFAULT_LIFT if lift is None else lift
     if lift not in consistency_mod.LIFTS:
         raise ValueError(f"lift must be one of {', '.join(consistency_mod.LIFTS)}, got {lift!r}")
@@ -221,9 +220,7 @@ def upscale_array(image: np.ndarray, out_hw: tuple[int, int], *, model: LoadedMo
         else:
             guide = None
             if cons is not None:
-                guide = pipeline.Guide(ref=jnp.asarray(ref[None]), rows=jnp.asarray(ops[0].projector, jnp.float32),
-                                       cols=jnp.asarray(ops[1].projector, jnp.float32),
-                                       strength=jnp.float32(strength))
+                guide = pipeline.whole_image_guide(ops, jnp.asarray(ref[None]), strength)
             out = np.asarray(pipeline.restore_batch_jit(model.model, model.params, model.schedule,
                                                         jnp.asarray(x_t[None]), jnp.full((1,), t, jnp.int32),
                                                         k_sample, num_steps=num_steps, guide=guide,

@@ -136,21 +136,22 @@ def project_onto_lr(x: jnp.ndarray, y: jnp.ndarray, ops: tuple[AxisOperator, Axi
     return x
 
 
-def tile_operator(full: tuple[AxisOperator, AxisOperator], y0: int, x0: int, th: int, tw: int):
-    """(P_rows, P_cols) for the tile [y0:y0+th, x0:x0+tw] of an image with operator ``full``.
+def tile_operator(projectors: tuple[np.ndarray, np.ndarray], y0: int, x0: int, th: int, tw: int):
+    """(P_rows, P_cols) for the tile [y0:y0+th, x0:x0+tw] of an image whose global projectors
+    (``AxisOperator.projector`` of each axis, computed once per image) are ``projectors``.
 
     The tile sees only its own pixels, so each row of the global projector is cut to the tile
     and rescaled to keep its original sum (a flat region stays flat at tile borders); the blend
     over overlaps and a final global projection (``project_onto_lr``) take care of the rest.
     """
-    def cut(op: AxisOperator, start: int, n: int) -> np.ndarray:
-        p = op.projector[start:start + n]
+    def cut(proj: np.ndarray, start: int, n: int) -> np.ndarray:
+        p = proj[start:start + n]
         sub = p[:, start:start + n]
         full_sum, sub_sum = p.sum(1, keepdims=True), sub.sum(1, keepdims=True)
         scale = np.where(np.abs(sub_sum) > 0.5 * np.abs(full_sum), full_sum / np.where(sub_sum == 0, 1, sub_sum), 1.0)
         return (sub * scale).astype(np.float32)
 
-    return cut(full[0], y0, th), cut(full[1], x0, tw)
+    return cut(projectors[0], y0, th), cut(projectors[1], x0, tw)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -37,6 +37,13 @@ class Guide(NamedTuple):
     strength: jnp.ndarray   # λ, scalar or (B,)
 
 
+def whole_image_guide(ops, ref: jnp.ndarray, strength) -> Guide:
+    """The Guide of whole images with operator ``ops`` (consistency.image_operator) and reference
+    ``ref`` = L y (B, H, W, C); the projectors are shared by the batch."""
+    return Guide(ref=ref, rows=jnp.asarray(ops[0].projector, ref.dtype), cols=jnp.asarray(ops[1].projector, ref.dtype),
+                 strength=jnp.asarray(strength, ref.dtype))
+
+
 def make_eps_fn(model, params):
     return lambda x, t: model.apply({"params": params}, x, t)
 
@@ -82,9 +89,7 @@ def diffsr_from_lr(model, params, schedule: Schedule, lr: jnp.ndarray, t: jnp.nd
     guide = None
     if consistency_strength is not None:
         ops = consistency.image_operator(out_hw, lr.shape[1:3], lift)
-        guide = Guide(ref=consistency.lift(ops, lr), rows=jnp.asarray(ops[0].projector, lr.dtype),
-                      cols=jnp.asarray(ops[1].projector, lr.dtype),
-                      strength=jnp.asarray(consistency_strength, lr.dtype))
+        guide = whole_image_guide(ops, consistency.lift(ops, lr), consistency_strength)
     return diffsr(model, params, schedule, upsample(lr, out_hw), t, key, num_steps=num_steps,
                   sampler=sampler, eta=eta, guide=guide, guide_iters=guide_iters)
 

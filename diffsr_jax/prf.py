@@ -45,7 +45,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from diffsr_jax import pipeline
+from diffsr_jax import consistency, pipeline
 from diffsr_jax.schedules import Schedule, q_sample
 
 # How many times each compiled core has been traced (tests use it to catch recompiles).
@@ -379,8 +379,6 @@ def restore_cells(model, params, schedule: Schedule, x_up, t, keys, *, num_steps
 def consistency_data(hr01: jnp.ndarray, scales: Sequence[float], strength: float, lift: str = "pinv"):
     """Per-scale consistency operators for a sweep: (refs (S, N, H, W, 3), P_rows (S, H, H),
     P_cols (S, W, W), λ). Matrices make the scale data, so one compiled core serves all scales."""
-    from diffsr_jax import consistency
-
     n, h, w, c = hr01.shape
     refs, rows, cols = [], [], []
     for s in scales:
@@ -410,7 +408,6 @@ def _sweep_core(model, params, schedule, x_up, hr, s_idx, n_idx, t, key, lpips_p
         out = restore_cells(model, params, schedule, x_up[s, n], tt, keys, num_steps=num_steps, sampler=sampler,
                             guides=guides, guide_iters=guide_iters)
         if colour_fix != "none":
-            from diffsr_jax import consistency
             out = consistency.colour_fix(out, x_up[s, n], colour_fix)
         if cons is not None:  # the final projection, as api.upscale_array ends a consistent run
             out = jax.vmap(lambda o, g: consistency_final(o, g, guide_iters))(out, guides)
@@ -426,8 +423,6 @@ def _sweep_core(model, params, schedule, x_up, hr, s_idx, n_idx, t, key, lpips_p
 
 
 def consistency_final(out, guide, iters: int):
-    from diffsr_jax import consistency
-
     return consistency.correct(out[None], guide.ref[None], guide.rows, guide.cols, guide.strength, iters)[0]
 
 

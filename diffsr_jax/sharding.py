@@ -205,6 +205,15 @@ def _sharded_restore_fn(mesh: Mesh, model, num_steps: int, sampler: str, eta: fl
     return jax.jit(fn, in_shardings=(rep, rep, dat, dat if t_batched else rep, rep), out_shardings=dat)
 
 
+def _pad_batch(mesh: Mesh, x, t):
+    """Host batch x (B, ...) and t (scalar or (B,)) padded to a multiple of the data-axis size
+    → (x, t, B)."""
+    x = np.asarray(x, np.float32)
+    b, n = x.shape[0], data_size(mesh)
+    t = np.asarray(t, np.int32)
+    return pad_rows(x, n), (pad_rows(t, n) if t.ndim == 1 else t), b
+
+
 def restore_batch(mesh: Mesh, model, params, schedule, x_t, t, key: jax.Array, *, num_steps: int,
                   sampler: str = "ddim", eta: float = 0.0) -> np.ndarray:
     """:func:`pipeline.restore_batch` with the batch split over the mesh's ``data`` axis.
@@ -215,15 +224,9 @@ def restore_batch(mesh: Mesh, model, params, schedule, x_t, t, key: jax.Array, *
     rows' draws unchanged (partitionable threefry) but is not guaranteed across JAX versions.
     Returns a numpy array (B, H, W, C) on every process.
     """
-    x_t = np.asarray(x_t, np.float32)
-    b, n = x_t.shape[0], data_size(mesh)
-    t = np.asarray(t, np.int32)
-    t_batched = t.ndim == 1
-    if t_batched:
-        t = pad_rows(t, n)
-    fn = _sharded_restore_fn(mesh, model, int(num_steps), sampler, float(eta), t_batched)
-    out = fn(params, schedule, pad_rows(x_t, n), t, key)
-    return to_host(out)[:b]
+    x_t, t, b = _pad_batch(mesh, x_t, t)
+    fn = _sharded_restore_fn(mesh, model, int(num_steps), sampler, float(eta), t.ndim == 1)
+    return to_host(fn(params, schedule, x_t, t, key))[:b]
 
 
 def diffsr_from_lr(mesh: Mesh, model, params, schedule, lr, t, key: jax.Array, *, out_hw: tuple[int, int],
@@ -232,15 +235,10 @@ def diffsr_from_lr(mesh: Mesh, model, params, schedule, lr, t, key: jax.Array, *
     over ``data``; ``lr`` (B, h, w, C) in [-1, 1], ``t`` scalar or (B,). The injection noise is
     drawn for the padded batch, whose first B rows equal the unpadded draw under JAX's default
     partitionable threefry, so the result matches the unsharded call up to float rounding."""
-    lr = np.asarray(lr, np.float32)
-    b, n = lr.shape[0], data_size(mesh)
-    t = np.asarray(t, np.int32)
-    t_batched = t.ndim == 1
-    if t_batched:
-        t = pad_rows(t, n)
+    lr, t, b = _pad_batch(mesh, lr, t)
     fn = _sharded_diffsr_fn(mesh, model, tuple(int(s) for s in out_hw), int(num_steps), sampler, float(eta),
-                            t_batched)
-    return to_host(fn(params, schedule, pad_rows(lr, n), t, key))[:b]
+                            t.ndim == 1)
+    return to_host(fn(params, schedule, lr, t, key))[:b]
 
 
 @functools.lru_cache(maxsize=None)

@@ -68,7 +68,7 @@ def test_strength_zero_is_identity_and_traced():
 
 def test_tile_operator_of_whole_image_is_global_projector():
     ops = consistency.image_operator((24, 20), (9, 7))
-    rows, cols = consistency.tile_operator(ops, 0, 0, 24, 20)
+    rows, cols = consistency.tile_operator((ops[0].projector, ops[1].projector), 0, 0, 24, 20)
     np.testing.assert_allclose(rows, ops[0].projector, atol=1e-6)
     np.testing.assert_allclose(cols, ops[1].projector, atol=1e-6)
 

@@ -40,6 +40,7 @@ def get_config() -> ml_collections.ConfigDict:
         t_low_fraction=1.0,   # see losses.sample_timesteps
         t_low_prob=0.0,
         compute_dtype="float32",  # "bfloat16" on GPU/TPU
+        conv_weight_grad="xla",   # "gemm" on CPU: conv weight gradients as one GEMM (models/conv.py)
         save_every=5000,
         keep_checkpoints=3,
         log_every=100,

@@ -47,7 +47,8 @@ def schedule_spec(config) -> dict:
 
 def build_model(config):
     dtype = jnp.dtype(config.train.get("compute_dtype", "float32"))
-    return build_unet(dtype=dtype, **model_hparams(config))
+    return build_unet(dtype=dtype, conv_weight_grad=config.train.get("conv_weight_grad", "xla"),
+                      **model_hparams(config))
 
 
 def build_schedule_from_spec(spec: dict) -> Schedule:

@@ -6,10 +6,12 @@ MODEL_KEYS = ("base_channels", "channel_mult", "num_res_blocks", "num_middle_blo
               "pixel_unshuffle", "norm_groups", "dropout")
 
 
-def build_unet(dtype=None, **hparams) -> UNet:
+def build_unet(dtype=None, conv_weight_grad: str = "xla", **hparams) -> UNet:
     """UNet from a dict of hyperparameters (unknown keys are an error, so typos surface).
 
     ``dtype`` is the compute dtype (e.g. ``jnp.bfloat16`` on accelerators); params stay float32.
+    ``conv_weight_grad`` picks how training computes conv weight gradients (``models/conv.py``);
+    like ``dtype`` it is a runtime choice, not a hyperparameter stored with the model.
     """
     unknown = set(hparams) - set(MODEL_KEYS)
     if unknown:
@@ -18,7 +20,7 @@ def build_unet(dtype=None, **hparams) -> UNet:
         hparams["channel_mult"] = tuple(int(m) for m in hparams["channel_mult"])
     if dtype is not None:
         hparams["dtype"] = dtype
-    return UNet(**hparams)
+    return UNet(conv_weight_grad=conv_weight_grad, **hparams)
 
 
 __all__ = ["UNet", "build_unet", "timestep_embedding", "MODEL_KEYS"]

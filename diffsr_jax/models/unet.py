@@ -18,6 +18,8 @@ from typing import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from diffsr_jax.models.conv import Conv
+
 
 def timestep_embedding(t: jnp.ndarray, dim: int, max_period: float = 10_000.0) -> jnp.ndarray:
     """Transformer-style sinusoidal embedding of (possibly fractional) steps, shape (B, dim)."""
@@ -51,18 +53,20 @@ class ResBlock(nn.Module):
     norm_groups: int
     dropout: float = 0.0
     dtype: jnp.dtype = jnp.float32
+    conv_weight_grad: str = "xla"
 
     @nn.compact
     def __call__(self, x, temb, train: bool):
+        conv = lambda *a, **k: Conv(*a, dtype=self.dtype, weight_grad=self.conv_weight_grad, **k)
         h = nn.GroupNorm(num_groups=_groups(x.shape[-1], self.norm_groups), dtype=self.dtype)(x)
-        h = nn.Conv(self.out_channels, (3, 3), dtype=self.dtype)(nn.silu(h))
+        h = conv(self.out_channels, (3, 3))(nn.silu(h))
         h = h + nn.Dense(self.out_channels, dtype=self.dtype)(nn.silu(temb))[:, None, None, :]
         h = nn.GroupNorm(num_groups=_groups(self.out_channels, self.norm_groups), dtype=self.dtype)(h)
         h = nn.Dropout(self.dropout, deterministic=not train)(nn.silu(h))
         # Zero-initialised last conv: every block starts as the identity, which trains faster.
-        h = nn.Conv(self.out_channels, (3, 3), kernel_init=nn.initializers.zeros, dtype=self.dtype)(h)
+        h = conv(self.out_channels, (3, 3), kernel_init=nn.initializers.zeros)(h)
         if x.shape[-1] != self.out_channels:
-            x = nn.Conv(self.out_channels, (1, 1), dtype=self.dtype)(x)
+            x = conv(self.out_channels, (1, 1))(x)
         return x + h
 
 
@@ -78,6 +82,9 @@ class UNet(nn.Module):
     dropout: float = 0.0
     out_channels: int = 3
     dtype: jnp.dtype = jnp.float32  # compute dtype (bf16 on accelerators); params stay float32
+    # How convolution weight gradients are computed ("xla" or "gemm", see models/conv.py). Not a
+    # hyperparameter: it changes the speed of training, not the function or its params.
+    conv_weight_grad: str = "xla"
 
     @property
     def total_stride(self) -> int:
@@ -90,6 +97,7 @@ class UNet(nn.Module):
             raise ValueError(f"H, W = {x.shape[1:3]} must be divisible by the UNet's stride {self.total_stride}")
         in_dtype = x.dtype
         x = x.astype(self.dtype)
+        conv = lambda *a, **k: Conv(*a, dtype=self.dtype, weight_grad=self.conv_weight_grad, **k)
         temb_dim = 4 * self.base_channels
         temb = timestep_embedding(t, self.base_channels)
         temb = nn.Dense(temb_dim, dtype=self.dtype)(temb)
@@ -97,15 +105,15 @@ class UNet(nn.Module):
 
         if p > 1:
             x = space_to_depth(x, p)
-        h = nn.Conv(self.base_channels, (3, 3), dtype=self.dtype)(x)
+        h = conv(self.base_channels, (3, 3))(x)
         skips = [h]
-        block = lambda ch: ResBlock(ch, self.norm_groups, self.dropout, self.dtype)
+        block = lambda ch: ResBlock(ch, self.norm_groups, self.dropout, self.dtype, self.conv_weight_grad)
         for level, mult in enumerate(self.channel_mult):
             for _ in range(self.num_res_blocks):
                 h = block(self.base_channels * mult)(h, temb, train)
                 skips.append(h)
             if level != len(self.channel_mult) - 1:
-                h = nn.Conv(h.shape[-1], (3, 3), strides=(2, 2), dtype=self.dtype)(h)
+                h = conv(h.shape[-1], (3, 3), strides=(2, 2))(h)
                 skips.append(h)
 
         for _ in range(self.num_middle_blocks):
@@ -116,13 +124,13 @@ class UNet(nn.Module):
                 h = block(self.base_channels * mult)(jnp.concatenate([h, skips.pop()], axis=-1), temb, train)
             if level != 0:
                 b, hh, ww, c = h.shape
-                h = nn.Conv(c, (3, 3), dtype=self.dtype)(
+                h = conv(c, (3, 3))(
                     jnp.repeat(jnp.repeat(h, 2, axis=1), 2, axis=2)  # nearest ×2, then conv
                 )
         assert not skips
 
         h = nn.silu(nn.GroupNorm(num_groups=_groups(h.shape[-1], self.norm_groups), dtype=self.dtype)(h))
-        h = nn.Conv(self.out_channels * p * p, (3, 3), kernel_init=nn.initializers.zeros, dtype=self.dtype)(h)
+        h = conv(self.out_channels * p * p, (3, 3), kernel_init=nn.initializers.zeros)(h)
         if p > 1:
             h = depth_to_space(h, p)
         return h.astype(in_dtype)

@@ -3,10 +3,9 @@
     python benchmarks/unet_speed.py            # CPU and paper configs
     python benchmarks/unet_speed.py --quick    # fewer repetitions
 
-FLOPs are XLA's own estimate (`compiled.cost_analysis()["flops"]`) of the compiled program; for
-the train step with conv weight gradients as GEMMs ("gemm", models/conv.py, the CPU config's
-setting) the useful FLOPs are taken from the "xla" program (im2col's zero padding adds a few
-multiplications by zero), so both rows count the same work.
+FLOPs are XLA's own estimate (`compiled.cost_analysis()["flops"]`) of the compiled program; times
+are medians. The CPU config's train step runs with XLA's conv weight gradients and with the GEMM
+ones (models/conv.py, the config's setting), interleaved, both counted with the "xla" FLOPs.
 Assumed peak (override with --peak-gflops): this machine's 2 Zen 3 cores, each with two 256-bit
 FMA pipes = 2 × 8 lanes × 2 FLOP = 32 fp32 FLOP/cycle/core, × ~2.45 GHz × 2 cores ≈ 157 GFLOP/s.
 """
@@ -20,6 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from configs import cpu, default
 from diffsr_jax import train_lib
@@ -52,7 +52,8 @@ def bench_forward(config, hw, batch, reps):
     return flops, timed(fwd, (params, x, t), reps)
 
 
-def bench_train(config, hw, batch, reps, conv_weight_grad=None):
+def make_train(config, hw, batch, conv_weight_grad=None):
+    """A compiled train step on a fixed batch: (FLOPs, run-one-step closure)."""
     config.data.crop_size = hw
     if conv_weight_grad:
         config.train.conv_weight_grad = conv_weight_grad
@@ -63,13 +64,33 @@ def bench_train(config, hw, batch, reps, conv_weight_grad=None):
     x = jax.random.uniform(jax.random.key(1), (batch, hw, hw, 3), minval=-1, maxval=1)
     key = jax.random.key(2)
     flops = flops_of(step.lower(state, x, key).compile())
-    state, m = step(state, x, key)
-    jax.block_until_ready(m)
-    t0 = time.perf_counter()
-    for _ in range(reps):
-        state, m = step(state, x, key)
-    jax.block_until_ready(m)
-    return flops, (time.perf_counter() - t0) / reps
+    box = [state]
+
+    def run_once():
+        t0 = time.perf_counter()
+        box[0], m = step(box[0], x, key)
+        jax.block_until_ready(m)
+        return time.perf_counter() - t0
+
+    run_once()  # warm-up
+    return flops, run_once
+
+
+def bench_train(config, hw, batch, reps):
+    flops, run_once = make_train(config, hw, batch)
+    return flops, float(np.median([run_once() for _ in range(reps)]))
+
+
+def bench_weight_grad_ab(rounds):
+    """The CPU config's step with XLA's and with the GEMM weight gradient, interleaved round by
+    round (this machine's speed drifts by ±30% between minutes; interleaving cancels the drift).
+    Both rows count the "xla" program's FLOPs: im2col's zero padding adds multiplications by 0."""
+    cases = {m: make_train(cpu.get_config(), 64, 32, m) for m in ("xla", "gemm")}
+    times = {m: [] for m in cases}
+    for _ in range(rounds):
+        for m, (_, run_once) in cases.items():
+            times[m].append(run_once())
+    return cases["xla"][0], {m: float(np.median(t)) for m, t in times.items()}
 
 
 def main():
@@ -81,8 +102,6 @@ def main():
     print(f"device: {jax.devices()[0].device_kind} x{jax.device_count()}, assumed fp32 peak {args.peak_gflops:.0f} GFLOP/s")
     rows = [
         ("cpu config  forward 1x256²", lambda: bench_forward(cpu.get_config(), 256, 1, reps)),
-        ("cpu config  train   32x64² xla", lambda: bench_train(cpu.get_config(), 64, 32, reps, "xla")),
-        ("cpu config  train   32x64² gemm", lambda: bench_train(cpu.get_config(), 64, 32, reps, "gemm")),
         ("paper config forward 1x256²", lambda: bench_forward(default.get_config(), 256, 1, reps)),
         ("paper config train   1x256²", lambda: bench_train(default.get_config(), 256, 1, reps)),
     ]
@@ -92,12 +111,15 @@ def main():
                                                    jnp.zeros((1,), jnp.int32)))
         print(f"{name} config: {sum(x.size for x in jax.tree.leaves(shapes)) / 1e6:.2f}M parameters")
     print(f"{'case':32s} {'GFLOP':>8s} {'seconds':>8s} {'GFLOP/s':>8s} {'of peak':>8s}")
-    useful = {}
+    flops, ab = bench_weight_grad_ab(4 if args.quick else 10)
+    for mode, sec in ab.items():
+        g = flops / 1e9
+        name = f"cpu config  train   32x64² {mode}"
+        print(f"{name:32s} {g:8.1f} {sec:8.3f} {g / sec:8.1f} {g / sec / args.peak_gflops:8.1%}", flush=True)
+    print(f"  (weight gradient as GEMM: {ab['xla'] / ab['gemm']:.2f}x the steps/s of XLA's, medians of "
+          f"interleaved rounds)")
     for name, fn in rows:
         flops, sec = fn()
-        if name.endswith(" xla"):
-            useful[name[:-4]] = flops
-        flops = useful.get(name[:-5], flops) if name.endswith(" gemm") else flops
         g = flops / 1e9
         print(f"{name:32s} {g:8.1f} {sec:8.3f} {g / sec:8.1f} {g / sec / args.peak_gflops:8.1%}", flush=True)
 

@@ -12,9 +12,9 @@ from diffsr_jax.models.conv import Conv, conv_gemm_weight_grad
 from conftest import random_params
 
 
-CASES = [((2, 8, 8, 3), (3, 3), (1, 1), 5), ((2, 8, 8, 4), (3, 3), (2, 2), 6),
-         ((1, 7, 9, 3), (3, 3), (2, 2), 4), ((2, 6, 6, 5), (1, 1), (1, 1), 3),
-         ((1, 5, 7, 2), (3, 3), (1, 1), 2)]
+# Odd sizes exercise "SAME"'s asymmetric padding (the extra pixel goes to the end).
+CASES = [((2, 7, 9, 3), (3, 3), (1, 1), 5), ((1, 7, 8, 4), (3, 3), (2, 2), 6),
+         ((2, 6, 6, 5), (1, 1), (1, 1), 3)]
 
 
 @pytest.mark.parametrize("shape,kernel,strides,features", CASES)

@@ -179,15 +179,20 @@ def _open_batches(config, start_step: int, rows=None):
 
 
 def train_and_evaluate(config, workdir: str, *, progress: bool = True,
-                       batch_iterator_factory: Optional[Callable] = None) -> TrainState:
+                       batch_iterator_factory: Optional[Callable] = None,
+                       stop_at: Optional[float] = None) -> TrainState:
     """Trains until ``config.train.num_steps``, resuming from the newest checkpoint in workdir.
 
     Runs on a mesh over every device of every process (see :mod:`diffsr_jax.sharding`); each
     process reads only its rows of the global batch, which stays ``config.train.batch_size``.
     ``batch_iterator_factory(start_step)`` yields ``(step, this process's rows)``.
+    ``stop_at`` (a ``time.time()`` deadline; one process only): the first step that ends past it
+    is saved and the run stops there, resumable like any other checkpoint.
     """
     from tqdm.auto import tqdm
 
+    if stop_at is not None and jax.process_count() > 1:
+        raise ValueError("stop_at needs a single process (hosts' clocks would stop at different steps)")
     tc = config.train
     mesh = mesh_from_config(config)
     sharding.check_batch(int(tc.batch_size), mesh)
@@ -242,7 +247,8 @@ def train_and_evaluate(config, workdir: str, *, progress: bool = True,
                         f"checkpoint (step {manager.latest_step()}) is kept in {workdir}/checkpoints; "
                         "lower train.learning_rate or set train.grad_clip.")
                 done = step + 1
-                if main_process and (done % int(tc.log_every) == 0 or done == tc.num_steps):
+                stop = stop_at is not None and time.time() >= stop_at
+                if main_process and (done % int(tc.log_every) == 0 or done == tc.num_steps or stop):
                     rate = (done - start) / max(time.time() - t0, 1e-9)
                     rec = {"step": done, "loss": loss, "grad_norm": float(metrics["grad_norm"]),
                            "steps_per_s": rate, "wall_s": time.time() - t0}
@@ -250,8 +256,11 @@ def train_and_evaluate(config, workdir: str, *, progress: bool = True,
                     log.flush()
                     bar.set_postfix(loss=f"{loss:.4f}", steps_s=f"{rate:.2f}")
                 bar.update(1)
-                if done % int(tc.save_every) == 0 or done == tc.num_steps:
+                if done % int(tc.save_every) == 0 or done == tc.num_steps or stop:
                     checkpointing.save_train_state(manager, done, state)
+                if stop:
+                    print(f"time budget reached: stopped at step {done}", file=sys.stderr)
+                    break
     except KeyboardInterrupt:
         # `state` may already be one step past the last verified loss; save it only if it is
         # finite, under its own step number.

@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--consistency", type=float, default=0.0, metavar="λ",
                     help="calibrate the data-consistent mode with this strength (stored under modes.consistent)")
     ap.add_argument("--lift", choices=("pinv", "bicubic"), default="pinv", help="lift of the consistent mode")
+    ap.add_argument("--tolerance", type=float, default=0.0, metavar="ε",
+                    help="empirical rule: pick the smallest t whose mean LPIPS is within ε of the best "
+                         "(0 = the argmin; e.g. 0.005 where the curve is flat within the calibration noise)")
     ap.add_argument("--out", default=None, help="output JSON (default <checkpoint>/prf.json)")
     ap.add_argument("--overwrite", action="store_true")
     ap.add_argument("--plots", default=None, metavar="DIR", help="write PNG plots (paper Fig. 4 and Fig. 6) here")
@@ -100,7 +103,7 @@ def main(argv=None) -> int:
     table, ana, sw = prf.calibrate(model.model, model.params, model.schedule, hr, args.scales, rule=args.rule,
                                    t_fractions=[0.0, *args.t_grid], num_steps=args.steps, seed=args.seed,
                                    omega=args.omega, variance=args.variance, chunk=args.chunk,
-                                   sweep_options=options)
+                                   sweep_options=options, tolerance=args.tolerance)
     table["calibration"] = {"checkpoint": os.path.relpath(os.path.abspath(args.checkpoint), REPO),
                             "checkpoint_step": model.meta.get("step"),
                             "data": os.path.relpath(os.path.abspath(args.data), REPO), "images": args.images,
@@ -127,7 +130,8 @@ def main(argv=None) -> int:
         os.makedirs(args.plots, exist_ok=True)
         prf.plot_analytic(ana, os.path.join(args.plots, "prf_analytic.png"))
         if sw is not None:
-            prf.plot_sweep(sw, T, os.path.join(args.plots, "prf_sweep.png"), prf.empirical_fields(sw))
+            prf.plot_sweep(sw, T, os.path.join(args.plots, "prf_sweep.png"),
+                           prf.empirical_fields(sw, tolerance=args.tolerance))
         print(f"plots in {args.plots}")
     return 0
 

@@ -490,16 +490,24 @@ def sweep(model, params, schedule: Schedule, hr_images, scales: Sequence[float],
     return SweepResult(scales=tuple(float(s) for s in scales), t=t_values, metrics=metrics, images=images)
 
 
-def empirical_fields(result: SweepResult, metric: str = "lpips", decimals: int = 4) -> list[dict]:
+def empirical_fields(result: SweepResult, metric: str = "lpips", decimals: int = 4,
+                     tolerance: float = 0.0) -> list[dict]:
     """Per scale: t* = argmin of the mean metric over the grid (lower is better; ties, after
     rounding to ``decimals``, go to the smaller t) and the empirical field = grid steps t > 0 whose
     mean metric beats t = 0 (the bicubic input), as runs of consecutive grid points (None when
-    empty or when t = 0 is not in the grid)."""
+    empty or when t = 0 is not in the grid).
+
+    ``tolerance`` > 0: t* = the *smallest* t whose mean metric is within ``tolerance`` of the
+    minimum. Where the curve is flat to within the calibration set's noise this prefers less
+    noise, i.e. more fidelity to the input, over a perceptual gain that may not be real."""
+    if tolerance < 0:
+        raise ValueError(f"tolerance must be >= 0, got {tolerance}")
     mean = result.mean(metric)
     out = []
     for i in range(len(result.scales)):
         m = np.round(mean[i], decimals)
-        best = int(np.argmin(m))  # argmin returns the first minimum, and the grid is sorted below
+        # The first index within the tolerance (the grid is sorted); with 0, argmin's first minimum.
+        best = int(np.flatnonzero(m <= m.min() + tolerance)[0])
         field = None
         if 0 in result.t:
             base = m[list(result.t).index(0)]
@@ -609,12 +617,14 @@ def _jsonable_intervals(intervals):
 
 def calibrate(model, params, schedule: Schedule, hr_images, scales: Sequence[float], *, rule: str,
               t_fractions: Sequence[float], num_steps: int, seed: int = 0, omega: float = OMEGA,
-              variance: str = "ddpm", chunk: int = 16, sweep_options: Optional[dict] = None):
+              variance: str = "ddpm", chunk: int = 16, sweep_options: Optional[dict] = None,
+              tolerance: float = 0.0):
     """→ (table, AnalyticResult, SweepResult or None). The table holds what ``api`` reads ("scales",
     "noise_fraction" = t*/T) plus "t", "prf" (inclusive step intervals per scale, null when empty),
     the rule and the analytic curves' summary (always computed: it costs ~T/25 forward passes).
     ``sweep_options`` (consistency, lift, guide_iters, colour_fix) calibrate that inference mode;
-    the analytic rule knows nothing of them, so they need an empirical rule."""
+    the analytic rule knows nothing of them, so they need an empirical rule. ``tolerance``: see
+    :func:`empirical_fields` (empirical rule only; stored in the table when non-zero)."""
     if rule not in RULES:
         raise ValueError(f"rule must be one of {', '.join(RULES)}")
     sweep_options = dict(sweep_options or {})
@@ -639,7 +649,9 @@ def calibrate(model, params, schedule: Schedule, hr_images, scales: Sequence[flo
                    chunk=chunk, **sweep_options)
         if sweep_options:
             table["options"] = sweep_options
-        fields = empirical_fields(sw)
+        fields = empirical_fields(sw, tolerance=tolerance)
+        if tolerance:
+            table["tolerance"] = float(tolerance)
         chosen = [(f["t_star"], _jsonable_intervals(f["prf"])) for f in fields]
         table["metrics"] = {name: [[round(float(v), 5) for v in row] for row in sw.mean(name)] for name in METRICS}
         table["metrics_t"] = [int(t) for t in sw.t]

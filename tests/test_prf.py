@@ -206,6 +206,18 @@ def test_empirical_fields():
     assert prf.empirical_fields(worse) == [{"t_star": 0, "prf": None}]
 
 
+def test_empirical_fields_tolerance_prefers_the_smallest_t_near_the_best():
+    lp = np.array([[0.30, 0.204, 0.200, 0.250], [0.50, 0.45, 0.40, 0.60]])[..., None]
+    res = prf.SweepResult(scales=(2.0, 4.0), t=np.array([0, 10, 20, 40]), metrics={"lpips": lp}, images=None)
+    assert [f["t_star"] for f in prf.empirical_fields(res)] == [20, 20]
+    near = prf.empirical_fields(res, tolerance=0.005)
+    assert [f["t_star"] for f in near] == [10, 20]  # 0.204 is within 0.005 of 0.200; 0.45 is not of 0.40
+    assert [f["prf"] for f in near] == [f["prf"] for f in prf.empirical_fields(res)]  # the field is unchanged
+    assert prf.empirical_fields(res, tolerance=1.0)[0]["t_star"] == 0
+    with pytest.raises(ValueError, match="tolerance"):
+        prf.empirical_fields(res, tolerance=-0.1)
+
+
 # ---------------------------------------------------------------------------------------------
 # calibrate.py
 

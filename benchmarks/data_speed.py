@@ -10,7 +10,6 @@ steps/s, and it runs beside the step in a thread, so it also costs at most its s
 """
 
 import argparse
-import importlib.util
 import os
 import sys
 import time
@@ -19,14 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 
-from diffsr_jax import data  # noqa: E402
-
-
-def load_config(path):
-    spec = importlib.util.spec_from_file_location("bench_config", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.get_config()
+from diffsr_jax import data, train_lib  # noqa: E402
 
 
 def main():
@@ -34,7 +26,7 @@ def main():
     ap.add_argument("--config", default="configs/cpu.py")
     ap.add_argument("--batches", type=int, default=50)
     args = ap.parse_args()
-    c = load_config(args.config)
+    c = train_lib.load_config_file(args.config)
     t0 = time.perf_counter()
     source = data.open_image_source(list(c.data.sources), os.path.expanduser(c.data.data_dir))
     images = data.load_all_images(source)

@@ -21,7 +21,7 @@ import numpy as np
 from diffsr_jax import checkpointing, pipeline
 from diffsr_jax.defaults import DEFAULT_COLOUR_FIX, DEFAULT_CONSISTENCY, DEFAULT_LIFT, DEFAULT_STEPS
 from diffsr_jax import consistency as consistency_mod
-from diffsr_jax.models import build_unet
+from diffsr_jax.models import abstract_params, build_unet
 from diffsr_jax.schedules import Schedule, make_schedule, q_sample
 
 DEFAULT_CHECKPOINT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets", "default_model")
@@ -64,10 +64,7 @@ def load_model(checkpoint: Optional[str] = None) -> LoadedModel:
                                  float(spec.get("beta_end", 0.02)))
     except (ValueError, KeyError, TypeError) as e:
         raise checkpointing.CheckpointError(f"corrupt checkpoint metadata in {directory}: {e}") from None
-    s = model.total_stride
-    abstract = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, s, s, 3)),
-                                                 jnp.zeros((1,), jnp.int32))["params"])
-    params = checkpointing.load_params(directory, abstract)
+    params = checkpointing.load_params(directory, abstract_params(model))
     return LoadedModel(model=model, params=params, schedule=schedule, meta=meta,
                        noise_table=read_noise_table(directory), directory=directory)
 

@@ -37,6 +37,18 @@ class TrainState:
 # Builders from a config (the only place that reads whole config objects).
 
 
+def load_config_file(path: str):
+    """``get_config()`` of a config file given by path (what ``train.py --config`` reads, for
+    scripts that take a config without absl flags). The repo root must be importable, because
+    configs import ``configs.default``."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_diffsr_config", os.path.abspath(path))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.get_config()
+
+
 def model_hparams(config) -> dict:
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in config.model.items() if k in MODEL_KEYS}
 

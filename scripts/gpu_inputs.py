@@ -155,18 +155,6 @@ def load_packed_images(path: str, verify: bool = True) -> tuple[list[np.ndarray]
 # Flat models (model.json + params.msgpack)
 
 
-def abstract_params(model_hparams: dict):
-    import jax
-    import jax.numpy as jnp
-
-    from diffsr_jax.models import build_unet
-
-    model = build_unet(**model_hparams)
-    s = model.total_stride
-    return jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, s, s, 3)),
-                                             jnp.zeros((1,), jnp.int32))["params"])
-
-
 def model_dir_to_flat(model_dir: str, out_dir: str) -> str:
     """An exported (Orbax) model folder -> ``out_dir/{model.json, params.msgpack}``."""
     import jax
@@ -191,7 +179,9 @@ def load_flat_params(flat_dir: str):
         meta = json.load(f)
     with open(os.path.join(flat_dir, FLAT_PARAMS), "rb") as f:
         params = serialization.msgpack_restore(f.read())
-    abstract = abstract_params(meta["model"])
+    from diffsr_jax.models import abstract_params, build_unet
+
+    abstract = abstract_params(build_unet(**meta["model"]))
     if jax.tree.structure(abstract) != jax.tree.structure(params):
         raise ValueError(f"{flat_dir}: parameter tree does not match model.json's UNet")
     for a, p in zip(jax.tree.leaves(abstract), jax.tree.leaves(params)):
@@ -380,12 +370,9 @@ class TimedBatches:
 
 
 def _load_config(path: str):
-    import importlib.util
+    from diffsr_jax import train_lib
 
-    spec = importlib.util.spec_from_file_location("_gpu_config", os.path.abspath(path))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.get_config()
+    return train_lib.load_config_file(path)
 
 
 def main(argv=None) -> None:
@@ -401,6 +388,7 @@ def main(argv=None) -> None:
     b.add_argument("--workdir", help="training workdir: export its newest checkpoint's EMA params")
     b.add_argument("--config", default="configs/cpu.py", help="the workdir's config")
     b.add_argument("--out", required=True)
+    b.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
     args = p.parse_args(argv)
     sys.path.insert(0, os.getcwd())  # configs/*.py import `configs.default`
     if args.cmd == "pack-images":
@@ -412,6 +400,8 @@ def main(argv=None) -> None:
     if bool(args.model) == bool(args.workdir):
         p.error("flat-model needs exactly one of --model, --workdir")
     if os.path.exists(args.out):
+        if not args.overwrite:
+            p.error(f"{args.out} exists; pass --overwrite to replace it")
         shutil.rmtree(args.out)
     if args.model:
         model_dir_to_flat(args.model, args.out)

@@ -40,9 +40,9 @@ done
 if [ $# -ge 1 ]; then
   wd=$1
   [ -d "$wd" ] || wd=runs/$1   # `cpu` means runs/cpu
-  "$PY" scripts/gpu_inputs.py flat-model --workdir "$wd" --config "$CONFIG" --out "$DEST/init_model"
+  "$PY" scripts/gpu_inputs.py flat-model --workdir "$wd" --config "$CONFIG" --out "$DEST/init_model" --overwrite
 else
-  "$PY" scripts/gpu_inputs.py flat-model --model diffsr_jax/assets/default_model --out "$DEST/init_model"
+  "$PY" scripts/gpu_inputs.py flat-model --model diffsr_jax/assets/default_model --out "$DEST/init_model" --overwrite
 fi
 
 # What travels: tracked + untracked-not-ignored files + the carried .gpu_inputs (64 MiB limit).

@@ -23,4 +23,15 @@ def build_unet(dtype=None, conv_weight_grad: str = "xla", **hparams) -> UNet:
     return UNet(conv_weight_grad=conv_weight_grad, **hparams)
 
 
-__all__ = ["UNet", "build_unet", "timestep_embedding", "MODEL_KEYS"]
+def abstract_params(model: UNet):
+    """The model's parameter tree as ShapeDtypeStructs, via ``eval_shape`` (never runs ``init``,
+    whose threefry initialisers cost tens of seconds on CPU): what a restore fills in."""
+    import jax
+    import jax.numpy as jnp
+
+    s = model.total_stride
+    return jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, s, s, 3)),
+                                             jnp.zeros((1,), jnp.int32))["params"])
+
+
+__all__ = ["UNet", "build_unet", "abstract_params", "timestep_embedding", "MODEL_KEYS"]

@@ -33,7 +33,8 @@ def get_config() -> ml_collections.ConfigDict:
         num_steps=500_000,
         learning_rate=1e-5,
         warmup_steps=0,
-        lr_decay="constant",  # or "cosine" (to 10% at num_steps)
+        lr_decay="constant",  # or "cosine" (to 10% at num_steps) or "cooldown" (see below)
+        cooldown_steps=0,     # "cooldown": lr falls linearly to 0 over the last cooldown_steps
         grad_clip=0.0,        # 0 = off
         ema_decay=0.9999,
         ema_warmup=True,      # decay = min(ema_decay, (1+step)/(10+step))
@@ -45,6 +46,8 @@ def get_config() -> ml_collections.ConfigDict:
         keep_checkpoints=3,
         log_every=100,
         init_from="",  # an exported model dir: warm-start params + EMA from it (fresh optimizer)
+        branch_from="",  # another run's workdir: start from its full state (optimizer included),
+        branch_step=0,   # at this step (0 = its newest); e.g. a cooldown branch of a trunk run
     ))
 
     # Device mesh (README "Scaling out"): data axis = all devices / model. batch_size is global and

@@ -40,6 +40,10 @@ def restore_latest(manager: ocp.CheckpointManager, abstract_state: Any) -> Optio
     step = manager.latest_step()
     if step is None:
         return None
+    return restore_step(manager, step, abstract_state)
+
+
+def restore_step(manager: ocp.CheckpointManager, step: int, abstract_state: Any) -> Any:
     return manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
 
 

@@ -69,16 +69,31 @@ def build_schedule_from_spec(spec: dict) -> Schedule:
 
 
 def learning_rate_schedule(tc) -> optax.Schedule:
+    """Linear warm-up, then "constant", "cosine" (to 10% at num_steps) or "cooldown".
+
+    "cooldown" (warmup-stable-decay): hold the rate, then decay it linearly to 0 over the last
+    ``cooldown_steps`` of ``num_steps``. A constant-rate trunk can train indefinitely and be
+    branched (``train.branch_from``) into a short cooldown whenever a checkpoint is to ship, while
+    the trunk itself keeps its constant rate for the next session.
+    """
     warm = max(int(tc.warmup_steps), 0)
     if tc.lr_decay == "cosine":
         return optax.warmup_cosine_decay_schedule(tc.learning_rate / max(warm, 1), tc.learning_rate, max(warm, 1), int(tc.num_steps),
                                                   end_value=0.1 * tc.learning_rate)
-    if tc.lr_decay != "constant":
-        raise ValueError(f"lr_decay must be 'constant' or 'cosine', got {tc.lr_decay!r}")
+    if tc.lr_decay not in ("constant", "cooldown"):
+        raise ValueError(f"lr_decay must be 'constant', 'cosine' or 'cooldown', got {tc.lr_decay!r}")
     if warm == 0:
-        return optax.constant_schedule(tc.learning_rate)
-    # Start at lr/warm rather than 0 so the very first update is not wasted.
-    return optax.linear_schedule(tc.learning_rate / warm, tc.learning_rate, warm)
+        held = optax.constant_schedule(tc.learning_rate)
+    else:
+        # Start at lr/warm rather than 0 so the very first update is not wasted.
+        held = optax.linear_schedule(tc.learning_rate / warm, tc.learning_rate, warm)
+    if tc.lr_decay == "constant":
+        return held
+    total, cool = int(tc.num_steps), int(tc.get("cooldown_steps", 0))
+    if not 0 < cool <= total - warm:
+        raise ValueError(f"lr_decay='cooldown' needs 0 < train.cooldown_steps <= num_steps - warmup_steps "
+                         f"({total} - {warm}), got {cool}")
+    return optax.join_schedules([held, optax.linear_schedule(tc.learning_rate, 0.0, cool)], [total - cool])
 
 
 def build_optimizer(tc) -> optax.GradientTransformation:
@@ -148,6 +163,25 @@ def warm_start(state: TrainState, model_dir: str) -> TrainState:
     return state.replace(params=params, ema_params=jax.tree.map(jnp.copy, params))
 
 
+def restore_branch_point(run_dir: str, step: int, abstract_state) -> TrainState:
+    """The full training state (params, EMA, optimizer) of another run's checkpoint: ``step``,
+    or its newest when 0. Read-only for that run: the branch writes only to its own workdir."""
+    ckpt_dir = os.path.join(run_dir, "checkpoints")
+    if not os.path.isdir(ckpt_dir):
+        raise FileNotFoundError(f"train.branch_from={run_dir!r}: no checkpoints/ folder there")
+    manager = checkpointing.make_manager(ckpt_dir)
+    try:
+        steps = sorted(manager.all_steps())
+        if not steps:
+            raise FileNotFoundError(f"train.branch_from={run_dir!r}: no complete checkpoint")
+        pick = step or steps[-1]
+        if pick not in steps:
+            raise FileNotFoundError(f"train.branch_from={run_dir!r} has no step {pick} (has {steps})")
+        return checkpointing.restore_step(manager, pick, abstract_state)
+    finally:
+        manager.close()
+
+
 # ---------------------------------------------------------------------------------------------
 # The loop.
 
@@ -206,6 +240,9 @@ def train_and_evaluate(config, workdir: str, *, progress: bool = True,
     if stop_at is not None and jax.process_count() > 1:
         raise ValueError("stop_at needs a single process (hosts' clocks would stop at different steps)")
     tc = config.train
+    if tc.get("branch_from") and tc.get("init_from"):
+        raise ValueError("set train.branch_from (full state of a run) or train.init_from (an exported "
+                         "model's params), not both")
     mesh = mesh_from_config(config)
     sharding.check_batch(int(tc.batch_size), mesh)
     main_process = jax.process_index() == 0  # one writer for the shared files
@@ -222,6 +259,10 @@ def train_and_evaluate(config, workdir: str, *, progress: bool = True,
     abstract = abstract_train_state(config, mesh)
     state_sh = jax.tree.map(lambda a: a.sharding, abstract)
     state = checkpointing.restore_latest(manager, abstract)
+    resumed_here = state is not None
+    if state is None and tc.get("branch_from"):
+        state = restore_branch_point(tc.branch_from, int(tc.get("branch_step", 0)), abstract)
+        print(f"branched from step {int(state.step)} of {tc.branch_from}", file=sys.stderr)
     if state is None:
         state = jax.jit(lambda k: init_train_state(model, optimizer, k, _image_shape(config)),
                         out_shardings=state_sh)(jax.random.key(config.seed))
@@ -231,7 +272,8 @@ def train_and_evaluate(config, workdir: str, *, progress: bool = True,
             print(f"warm-started params and EMA from {tc.init_from}", file=sys.stderr)
     else:
         start = int(state.step)
-        print(f"resumed from step {start} in {workdir}", file=sys.stderr)
+        if resumed_here:
+            print(f"resumed from step {start} in {workdir}", file=sys.stderr)
     if start >= tc.num_steps:
         return state
 

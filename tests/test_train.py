@@ -32,18 +32,45 @@ def test_one_real_step_updates_params_and_ema(tiny_config):
     assert not _leaves_close(new.ema_params, new.params)  # EMA lags the params
 
 
-def test_resume_continues_exactly(tiny_config, tmp_path):
-    """4 steps in one run == 2 steps, stop, resume to 4 (same batches, same keys)."""
+def test_resume_and_branch_continue_exactly(tiny_config, tmp_path):
+    """4 steps in one run == 2 steps, stop, resume to 4 (same batches, same keys) == a branch
+    (train.branch_from) of that 2-step run trained to 4, which leaves the run it branched from
+    untouched. A missing branch step, or branch_from with init_from, is a clear error."""
     c = tiny_config
     c.train.num_steps = 4
     straight = train_lib.train_and_evaluate(c, str(tmp_path / "a"), progress=False)
     c.train.num_steps = 2
     train_lib.train_and_evaluate(c, str(tmp_path / "b"), progress=False)
+    branched = c.copy_and_resolve_references()
+    branched.train.update(dict(num_steps=4, branch_from=str(tmp_path / "b")))
+    branch = train_lib.train_and_evaluate(branched, str(tmp_path / "c"), progress=False)
+    assert int(branch.step) == 4 and _leaves_close(straight.params, branch.params, atol=1e-6)
+    assert list(checkpointing.make_manager(str(tmp_path / "b" / "checkpoints")).all_steps()) == [2]
     c.train.num_steps = 4
     resumed = train_lib.train_and_evaluate(c, str(tmp_path / "b"), progress=False)
     assert int(resumed.step) == 4
     assert _leaves_close(straight.params, resumed.params, atol=1e-6)
     assert _leaves_close(straight.ema_params, resumed.ema_params, atol=1e-6)
+    branched.train.branch_step = 3
+    with pytest.raises(FileNotFoundError, match="no step 3"):
+        train_lib.train_and_evaluate(branched, str(tmp_path / "d"), progress=False)
+    branched.train.init_from = str(tmp_path / "model")
+    with pytest.raises(ValueError, match="not both"):
+        train_lib.train_and_evaluate(branched, str(tmp_path / "e"), progress=False)
+
+
+def test_cooldown_schedule_holds_then_decays_to_zero(tiny_config):
+    tc = tiny_config.train
+    tc.update(dict(num_steps=100, warmup_steps=10, learning_rate=1e-3, lr_decay="cooldown", cooldown_steps=40))
+    lr = train_lib.learning_rate_schedule(tc)
+    assert float(lr(0)) == pytest.approx(1e-4)            # warm-up starts at lr / warmup_steps
+    assert float(lr(10)) == float(lr(60)) == pytest.approx(1e-3)  # held until num_steps - cooldown
+    assert float(lr(80)) == pytest.approx(5e-4)           # half-way down the linear decay
+    assert float(lr(100)) == pytest.approx(0.0, abs=1e-12)
+    for bad in (0, 91):
+        tc.cooldown_steps = bad
+        with pytest.raises(ValueError, match="cooldown_steps"):
+            train_lib.learning_rate_schedule(tc)
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_config, tmp_path):

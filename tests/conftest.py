@@ -12,6 +12,13 @@ def pytest_configure(config):
     # compilation cache shared by the session (and its subprocesses) compiles each only once.
     import tempfile
 
+    # The suite is dominated by XLA compiling many tiny programs, not by running them: LLVM's
+    # optimisation level 0 compiles them ~5x faster (a tiny UNet's init: 15 s -> 3 s here). Set
+    # before the first computation initialises the CPU backend; subprocesses inherit it.
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_backend_optimization_level" not in flags:
+        os.environ["XLA_FLAGS"] = (flags + " --xla_backend_optimization_level=0").strip()
+
     import jax
 
     cache = os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="diffsr-jax-cache-"))

@@ -101,15 +101,19 @@ def build_optimizer(tc) -> optax.GradientTransformation:
     return optax.chain(*parts, optax.adam(learning_rate_schedule(tc)))
 
 
+def state_from_params(params, optimizer) -> TrainState:
+    """Step 0 with these params, EMA = params and a fresh optimizer state."""
+    return TrainState(step=jnp.asarray(0, jnp.int32), params=params,
+                      ema_params=jax.tree.map(jnp.copy, params), opt_state=optimizer.init(params))
+
+
 def init_train_state(model, optimizer, key: jax.Array, image_shape) -> TrainState:
     # One jitted program: run eagerly, every initializer's random draw compiles on its own (a
     # tiny UNet's init took 30 s that way on 2 CPU cores, 15 s as one program).
     @jax.jit
     def init(k):
         x = jnp.zeros((1, *image_shape), jnp.float32)
-        params = model.init(k, x, jnp.zeros((1,), jnp.int32))["params"]
-        return TrainState(step=jnp.asarray(0, jnp.int32), params=params,
-                          ema_params=jax.tree.map(jnp.copy, params), opt_state=optimizer.init(params))
+        return state_from_params(model.init(k, x, jnp.zeros((1,), jnp.int32))["params"], optimizer)
 
     return init(key)
 

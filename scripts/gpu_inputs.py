@@ -369,12 +369,6 @@ class TimedBatches:
 # CLI
 
 
-def _load_config(path: str):
-    from diffsr_jax import train_lib
-
-    return train_lib.load_config_file(path)
-
-
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -391,8 +385,10 @@ def main(argv=None) -> None:
     b.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
     args = p.parse_args(argv)
     sys.path.insert(0, os.getcwd())  # configs/*.py import `configs.default`
+    from diffsr_jax import train_lib  # here, not at the top: crop workers never import JAX
+
     if args.cmd == "pack-images":
-        config = _load_config(args.config)
+        config = train_lib.load_config_file(args.config)
         sources = [s for s in config.data.sources if not str(s).startswith("tfds:")]
         info = pack_images(sources, args.out, max_mib=args.max_mib, fmt=args.format)
         print(json.dumps(info))
@@ -406,10 +402,9 @@ def main(argv=None) -> None:
     if args.model:
         model_dir_to_flat(args.model, args.out)
     else:
-        from diffsr_jax import train_lib
-
         with tempfile.TemporaryDirectory() as tmp:
-            d = train_lib.export_latest(_load_config(args.config), args.workdir, os.path.join(tmp, "m"))
+            d = train_lib.export_latest(train_lib.load_config_file(args.config), args.workdir,
+                                        os.path.join(tmp, "m"))
             model_dir_to_flat(d, args.out)
     with open(os.path.join(args.out, FLAT_META)) as f:
         step = json.load(f).get("step")

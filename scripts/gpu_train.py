@@ -80,10 +80,9 @@ def parse_args(argv=None):
 
 def load_config(path: str):
     sys.path.insert(0, REPO)  # configs/*.py import `configs.default`
-    sys.path.insert(0, HERE)
-    import gpu_inputs
+    from diffsr_jax import train_lib
 
-    return gpu_inputs._load_config(path)
+    return train_lib.load_config_file(path)
 
 
 def apply_overrides(c, overrides=()):
@@ -171,9 +170,7 @@ def seed_from_init(config, workdir: str, flat_dir: str):
     mesh = train_lib.mesh_from_config(config)
     abstract = train_lib.abstract_train_state(config, mesh)
     params = jax.tree.map(jnp.asarray, params)
-    state = train_lib.TrainState(step=jnp.asarray(0, jnp.int32), params=params,
-                                 ema_params=jax.tree.map(jnp.copy, params),
-                                 opt_state=train_lib.build_optimizer(config.train).init(params))
+    state = train_lib.state_from_params(params, train_lib.build_optimizer(config.train))
     if jax.tree.structure(state) != jax.tree.structure(abstract):
         raise SystemExit("the init params do not fit the config's train state")
     state = jax.device_put(state, jax.tree.map(lambda a: a.sharding, abstract))

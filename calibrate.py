@@ -1,12 +1,24 @@
 """Calibrate a checkpoint's per-scale noise level (its prf.json) on *training* photos.
 
-    python calibrate.py --checkpoint diffsr_jax/assets/default_model --out /tmp/prf.json \
-        --plots benchmarks/results/prf_plots --images 4 --crop 96 [--rule analytic]
+    python calibrate.py --checkpoint DIR --overwrite --plots benchmarks/results/prf_plots   # plain
+    python calibrate.py --checkpoint DIR --overwrite --consistency 1                       # consistent
+
+(≈ 4 min each on 2 CPU cores with the bundled model and the defaults.)
 
 Rules (see diffsr_jax/prf.py): ``empirical-lpips`` restores a scale × t × image grid in one
 compiled call and keeps the t with the lowest mean LPIPS; ``analytic`` uses the paper's
 Perceptual Recoverable Field (signature and fidelity losses). Refuses to overwrite an existing
 output unless --overwrite; writes atomically.
+
+The defaults are the evaluation protocol applied to training photos: 16 photos pooled from CBSD68
+and CSun_Hays80, each framed as Table 1 frames its images (centre square resized to 256², 8-bit)
+and degraded as Table 1 degrades them (PIL bicubic on 8-bit RGB), restored with the inference
+step count (2 DDIM steps). Which photos are used matters far more than how the LR is made: with
+the step-7000 model and the same 8 crops, JAX-float vs PIL-8-bit LR changed no t*, while 8 other
+photos moved the consistent mode's t* from 0.1·T to 0.025–0.05·T (README "Choosing the noise
+level"). The output lists, per scale, the grid steps the calibration images cannot tell apart from
+t* (within one paired standard error). ``--framing crop --degradation jax --data CBSD68 --images
+8`` is the earlier protocol.
 
 ``--consistency λ`` calibrates the data-consistent mode instead (a consistent run tolerates a
 larger t): its table is stored under ``"modes": {"consistent": ...}`` of the existing prf.json,
@@ -20,22 +32,31 @@ import os
 import sys
 import tempfile
 
+from diffsr_jax.defaults import DEFAULT_STEPS  # no JAX import: --help stays instant
+
 REPO = os.path.dirname(os.path.abspath(__file__))
-DEFAULT_DATA = os.path.join(REPO, "..", "shared", "data", "CBSD68")
-DEFAULT_T_GRID = (0.0, 0.025, 0.05, 0.1, 0.2, 0.3, 0.4, 0.6)
+DEFAULT_DATA = [os.path.join(REPO, "..", "shared", "data", name) for name in ("CBSD68", "CSun_Hays80")]
+DEFAULT_T_GRID = (0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.4, 0.6)
 
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoint", default=os.path.join(REPO, "diffsr_jax", "assets", "default_model"))
-    ap.add_argument("--data", default=DEFAULT_DATA, help="folder of training photos (never an evaluation set)")
-    ap.add_argument("--images", type=int, default=4, help="number of calibration crops (one per photo)")
-    ap.add_argument("--crop", type=int, default=96, help="crop side in pixels")
+    ap.add_argument("--data", nargs="+", default=DEFAULT_DATA,
+                    help="folder(s) of training photos, pooled (never an evaluation set)")
+    ap.add_argument("--images", type=int, default=16, help="number of calibration images (one per photo)")
+    ap.add_argument("--crop", type=int, default=256, help="calibration image side in pixels")
+    ap.add_argument("--framing", choices=("crop", "paper"), default="paper",
+                    help="crop: a random window at the photo's resolution; paper: the evaluation protocol's "
+                         "HR (centre square resized to crop², PIL bicubic, 8-bit)")
+    ap.add_argument("--degradation", choices=("jax", "pil"), default="pil",
+                    help="LR inputs: jax = float antialiased bicubic; pil = PIL bicubic on 8-bit RGB "
+                         "(the evaluation protocol's LR)")
     ap.add_argument("--scales", type=float, nargs="+", default=[2, 2.7, 4, 8])
     ap.add_argument("--t-grid", type=float, nargs="+", default=list(DEFAULT_T_GRID),
                     help="noise levels as fractions of T for the empirical sweep (t = 0 is always added)")
-    ap.add_argument("--steps", type=int, default=10,
-                    help="DDIM steps from t (the shipped tables used 10; inference defaults to diffsr_jax.defaults.DEFAULT_STEPS)")
+    ap.add_argument("--steps", type=int, default=DEFAULT_STEPS,
+                    help="DDIM steps from t; calibrate with the count you infer with (default: the inference default)")
     ap.add_argument("--rule", choices=("empirical-lpips", "analytic"), default="empirical-lpips")
     ap.add_argument("--variance", choices=("ddpm", "ddim"), default="ddpm", help="Σ_i² of the signature loss")
     ap.add_argument("--omega", type=float, default=0.004)
@@ -88,9 +109,10 @@ def main(argv=None) -> int:
     elif os.path.exists(out) and not args.overwrite:
         print(f"error: {out} exists; pass --overwrite to replace it", file=sys.stderr)
         return 2
-    if os.path.basename(os.path.normpath(args.data)) in ("CSet5", "CSet14", "CUrban100"):
-        print(f"error: {args.data} is an evaluation set; calibrate on training photos", file=sys.stderr)
-        return 2
+    for folder in args.data:
+        if os.path.basename(os.path.normpath(folder)) in ("CSet5", "CSet14", "CUrban100"):
+            print(f"error: {folder} is an evaluation set; calibrate on training photos", file=sys.stderr)
+            return 2
     if consistent and args.rule == "analytic":
         print("error: the analytic rule does not model consistency; use --rule empirical-lpips", file=sys.stderr)
         return 2
@@ -98,16 +120,18 @@ def main(argv=None) -> int:
     from diffsr_jax import api, prf
 
     model = api.load_model(args.checkpoint)
-    hr = prf.load_crops(args.data, args.images, args.crop, args.seed)
+    hr = prf.load_crops(args.data, args.images, args.crop, args.seed, framing=args.framing)
     options = dict(consistency=args.consistency, lift=args.lift) if consistent else None
     table, ana, sw = prf.calibrate(model.model, model.params, model.schedule, hr, args.scales, rule=args.rule,
                                    t_fractions=[0.0, *args.t_grid], num_steps=args.steps, seed=args.seed,
                                    omega=args.omega, variance=args.variance, chunk=args.chunk,
-                                   sweep_options=options, tolerance=args.tolerance)
+                                   sweep_options=options, tolerance=args.tolerance,
+                                   degradation=args.degradation)
     table["calibration"] = {"checkpoint": os.path.relpath(os.path.abspath(args.checkpoint), REPO),
                             "checkpoint_step": model.meta.get("step"),
-                            "data": os.path.relpath(os.path.abspath(args.data), REPO), "images": args.images,
-                            "crop": args.crop, "seed": args.seed, "steps": args.steps,
+                            "data": [os.path.relpath(os.path.abspath(d), REPO) for d in args.data],
+                            "images": args.images, "crop": args.crop, "framing": args.framing,
+                            "degradation": args.degradation, "seed": args.seed, "steps": args.steps,
                             "t_grid": sorted({0.0, *args.t_grid})}
     table["date"] = datetime.date.today().isoformat()
     if consistent:
@@ -122,9 +146,12 @@ def main(argv=None) -> int:
                 table["modes"] = modes
         write_json_atomic(out, table)
     T = table["T"]
-    for s, t, p in zip(table["scales"], table["t"], table["prf"]):
+    for i, (s, t, p) in enumerate(zip(table["scales"], table["t"], table["prf"])):
         field = "empty" if p is None else ", ".join(f"{a / T:.3f}–{b / T:.3f}" for a, b in p)
-        print(f"{s:g}x: t* = {t} ({t / T:.3f} T), PRF {field}")
+        tied = ""
+        if "t_tied" in table:  # empirical rule: what the calibration images cannot tell apart from t*
+            tied = f"; within 1 SE of t*: t = {', '.join(map(str, table['t_tied'][i]))}"
+        print(f"{s:g}x: t* = {t} ({t / T:.3f} T), PRF {field}{tied}")
     print(f"wrote {out}")
     if args.plots:
         os.makedirs(args.plots, exist_ok=True)

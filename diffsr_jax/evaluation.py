@@ -62,7 +62,8 @@ def lr_size(hr_hw: tuple, scale: float) -> tuple[int, int]:
     return tuple(max(1, int(round(n / float(scale)))) for n in hr_hw[:2])
 
 
-def _pil_resize_u8(img_u8: np.ndarray, hw: tuple, resample=Image.BICUBIC) -> np.ndarray:
+def pil_resize_u8(img_u8: np.ndarray, hw: tuple, resample=Image.BICUBIC) -> np.ndarray:
+    """PIL resize of an 8-bit RGB image to (H, W) (bicubic antialiases when shrinking)."""
     return np.asarray(Image.fromarray(img_u8, "RGB").resize((int(hw[1]), int(hw[0])), resample))
 
 
@@ -73,19 +74,23 @@ def _check_rgb(img: np.ndarray) -> np.ndarray:
     return img
 
 
+def paper_hr_u8(hr_rgb01: np.ndarray, size: int = EVAL_SIZE) -> np.ndarray:
+    """The paper protocol's 8-bit HR image: centre square crop, PIL bicubic to size²."""
+    return pil_resize_u8(to_uint8(center_crop_square(_check_rgb(hr_rgb01))), (size, size))
+
+
 def paper_protocol(hr_rgb01: np.ndarray, scale: float, size: int = EVAL_SIZE) -> tuple[np.ndarray, np.ndarray]:
     """(hr size×size, lr round(size/s)²) as float [0, 1]: centre crop → PIL bicubic to size² →
     PIL bicubic (antialiased) down by s, all on 8-bit RGB."""
-    sq = to_uint8(center_crop_square(_check_rgb(hr_rgb01)))
-    hr_u8 = _pil_resize_u8(sq, (size, size))
-    lr_u8 = _pil_resize_u8(hr_u8, lr_size((size, size), scale))
+    hr_u8 = paper_hr_u8(hr_rgb01, size)
+    lr_u8 = pil_resize_u8(hr_u8, lr_size((size, size), scale))
     return hr_u8.astype(np.float32) / 255.0, lr_u8.astype(np.float32) / 255.0
 
 
 def native_protocol(hr_rgb01: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
     """(hr at its own size, lr round(H/s)×round(W/s)): no crop, no 256² cap, on 8-bit RGB."""
     hr_u8 = to_uint8(_check_rgb(hr_rgb01))
-    lr_u8 = _pil_resize_u8(hr_u8, lr_size(hr_u8.shape, scale))
+    lr_u8 = pil_resize_u8(hr_u8, lr_size(hr_u8.shape, scale))
     return hr_u8.astype(np.float32) / 255.0, lr_u8.astype(np.float32) / 255.0
 
 

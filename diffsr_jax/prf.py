@@ -57,19 +57,36 @@ FIDELITY_RHO = 1.0     # default C^F = ω·ρ/2: the noised LR/HR discrepancy no
 FREQ_CUTOFF = 0.125    # cycles/pixel: the Nyquist frequency of a 4× LR image (see frequency_errors)
 METRICS = ("psnr", "ssim", "lpips", "lf_err", "hf_err")
 EVALUATION_SETS = ("CSet5", "CSet14", "CUrban100")  # never calibrate on these
+DEGRADATIONS = ("jax", "pil")    # how calibration LR images are made (see downscale)
+FRAMINGS = ("crop", "paper")     # how calibration HR images are cut from photos (see load_crops)
 
 
 # ---------------------------------------------------------------------------------------------
 # Shared helpers
 
 
-def degrade(hr01: jnp.ndarray, scale: float) -> jnp.ndarray:
-    """HR batch in [0, 1] → its bicubic LR (antialiased, round(H/s) × round(W/s)) upsampled back to
-    the HR size, in the model's [-1, 1] range."""
+def downscale(hr01, scale: float, degradation: str = "jax") -> jnp.ndarray:
+    """HR batch in [0, 1] → its bicubic LR, round(H/s) × round(W/s), in the model's [-1, 1] range.
+
+    ``degradation``: ``"jax"`` = float antialiased bicubic (jax.image.resize); ``"pil"`` = PIL
+    bicubic on 8-bit RGB, kept at 8 bits: exactly the LR images of the evaluation protocols
+    (diffsr_jax.evaluation), so a calibration can see the inputs Table 1 feeds the model."""
+    if degradation not in DEGRADATIONS:
+        raise ValueError(f"degradation must be one of {', '.join(DEGRADATIONS)}, got {degradation!r}")
     n, h, w, c = hr01.shape
     lr_hw = (max(1, int(round(h / scale))), max(1, int(round(w / scale))))
-    lr = jax.image.resize(jnp.asarray(hr01) * 2.0 - 1.0, (n, *lr_hw, c), method="bicubic", antialias=True)
-    return pipeline.upsample(lr, (h, w))
+    if degradation == "jax":
+        return jax.image.resize(jnp.asarray(hr01) * 2.0 - 1.0, (n, *lr_hw, c), method="bicubic", antialias=True)
+    from diffsr_jax import evaluation
+
+    lr = np.stack([evaluation.pil_resize_u8(im, lr_hw) for im in evaluation.to_uint8(np.asarray(hr01))])
+    return jnp.asarray(lr.astype(np.float32) / 127.5 - 1.0)
+
+
+def degrade(hr01: jnp.ndarray, scale: float, degradation: str = "jax") -> jnp.ndarray:
+    """HR batch in [0, 1] → its LR (see :func:`downscale`) upsampled back to the HR size by the
+    pipeline's own bicubic, in the model's [-1, 1] range."""
+    return pipeline.upsample(downscale(hr01, scale, degradation), hr01.shape[1:3])
 
 
 def _pad_rows(a: np.ndarray, multiple: int) -> np.ndarray:
@@ -291,12 +308,13 @@ class AnalyticResult:
 
 def analytic_table(model, params, schedule: Schedule, hr_images, scales: Sequence[float], key: jax.Array,
                    *, t_values=None, variance: str = "ddpm", omega: float = OMEGA, c_s: Optional[float] = None,
-                   c_f: Optional[float] = None, chunk: int = 8, num_noise: int = 1) -> AnalyticResult:
+                   c_f: Optional[float] = None, chunk: int = 8, num_noise: int = 1,
+                   degradation: str = "jax") -> AnalyticResult:
     """Per scale: PRF interval(s), t* and the curves, from HR crops in [0, 1] (N, H, W, 3).
 
     L^S (the model's error on *HR* images, Lemma 1) is the same for every scale; L^F uses the
-    bicubic degradation of the same crops at each scale. Default thresholds come from this L^S
-    (see default_thresholds) and are shared by all scales.
+    bicubic degradation of the same crops at each scale (``degradation``, see downscale). Default
+    thresholds come from this L^S (see default_thresholds) and are shared by all scales.
     """
     hr = jnp.asarray(hr_images, jnp.float32)
     x = hr * 2.0 - 1.0
@@ -307,7 +325,7 @@ def analytic_table(model, params, schedule: Schedule, hr_images, scales: Sequenc
     c_s, c_f = (ds if c_s is None else c_s), (df if c_f is None else c_f)
     LFs, mses, fields = [], [], []
     for s in scales:
-        x_hat = np.asarray(degrade(hr, s))
+        x_hat = np.asarray(degrade(hr, s, degradation))
         LF = fidelity_loss(x, x_hat, schedule)
         LFs.append(LF)
         mses.append(float(np.mean((np.asarray(x, np.float64) - x_hat) ** 2)))
@@ -376,15 +394,15 @@ def restore_cells(model, params, schedule: Schedule, x_up, t, keys, *, num_steps
     return jax.vmap(one)(x_up, t, keys, guides)
 
 
-def consistency_data(hr01: jnp.ndarray, scales: Sequence[float], strength: float, lift: str = "pinv"):
+def consistency_data(hr01: jnp.ndarray, scales: Sequence[float], strength: float, lift: str = "pinv",
+                     degradation: str = "jax"):
     """Per-scale consistency operators for a sweep: (refs (S, N, H, W, 3), P_rows (S, H, H),
     P_cols (S, W, W), λ). Matrices make the scale data, so one compiled core serves all scales."""
     n, h, w, c = hr01.shape
     refs, rows, cols = [], [], []
     for s in scales:
-        lr_hw = (max(1, int(round(h / s))), max(1, int(round(w / s))))
-        ops = consistency.image_operator((h, w), lr_hw, lift)
-        lr = jax.image.resize(jnp.asarray(hr01) * 2.0 - 1.0, (n, *lr_hw, c), method="bicubic", antialias=True)
+        lr = downscale(hr01, s, degradation)
+        ops = consistency.image_operator((h, w), lr.shape[1:3], lift)
         refs.append(consistency.lift(ops, lr))
         rows.append(ops[0].projector)
         cols.append(ops[1].projector)
@@ -445,7 +463,8 @@ def make_lpips(net: str = "alexnet"):
     return LPIPSEvaluator(replicate=False, net=net)
 
 
-def sweep_grid(model, schedule: Schedule, hr_images, scales: Sequence[float], t_values, multiple: int):
+def sweep_grid(model, schedule: Schedule, hr_images, scales: Sequence[float], t_values, multiple: int,
+               degradation: str = "jax"):
     """Validated inputs of a sweep: (HR crops, t values, degraded inputs (S, N, H, W, 3), and the
     flat per-cell (scale index, image index, t) arrays padded to a multiple of ``multiple``)."""
     hr = jnp.asarray(hr_images, jnp.float32)
@@ -456,7 +475,7 @@ def sweep_grid(model, schedule: Schedule, hr_images, scales: Sequence[float], t_
     if hr.shape[1] % stride or hr.shape[2] % stride:
         raise ValueError(f"HR crops must be multiples of the model stride {stride}, got {hr.shape[1:3]}")
     S, Tn, N = len(scales), len(t_values), hr.shape[0]
-    x_up = jnp.stack([degrade(hr, s) for s in scales])                     # (S, N, H, W, 3)
+    x_up = jnp.stack([degrade(hr, s, degradation) for s in scales])        # (S, N, H, W, 3)
     s_idx, t_idx, n_idx = (a.reshape(-1) for a in np.meshgrid(np.arange(S), np.arange(Tn), np.arange(N),
                                                               indexing="ij"))
     cells = [_pad_rows(a.astype(np.int32), multiple) for a in (s_idx, n_idx, t_values[t_idx])]
@@ -466,20 +485,22 @@ def sweep_grid(model, schedule: Schedule, hr_images, scales: Sequence[float], t_
 def sweep(model, params, schedule: Schedule, hr_images, scales: Sequence[float], t_values, key: jax.Array,
           num_steps: int, *, lpips=None, chunk: int = 16, sampler: str = "ddim",
           freq_cutoff: float = FREQ_CUTOFF, return_images: bool = False, consistency: float = 0.0,
-          lift: str = "pinv", guide_iters: int = 1, colour_fix: str = "none") -> SweepResult:
+          lift: str = "pinv", guide_iters: int = 1, colour_fix: str = "none",
+          degradation: str = "jax") -> SweepResult:
     """Restores every (scale, t, image) cell of HR crops in [0, 1] (N, H, W, 3) and measures it.
 
     ``lpips``: an ``LPIPSEvaluator`` (see make_lpips) or None (LPIPS reported as NaN; needs images
     of ≥ 32 px for AlexNet). One compiled call for the grid, ``chunk`` cells at a time (see the
     module docstring). ``consistency`` λ > 0 (with ``lift``, ``guide_iters``) and ``colour_fix``
-    sweep those inference modes (see diffsr_jax.consistency).
+    sweep those inference modes (see diffsr_jax.consistency). ``degradation``: how the LR inputs
+    are made (see :func:`downscale`).
     """
-    hr, t_values, x_up, cells = sweep_grid(model, schedule, hr_images, scales, t_values, chunk)
+    hr, t_values, x_up, cells = sweep_grid(model, schedule, hr_images, scales, t_values, chunk, degradation)
     S, Tn, N = len(scales), len(t_values), hr.shape[0]
     metrics, images = _sweep_core(
         model, params, schedule, x_up, hr, *map(jnp.asarray, cells), key,
         None if lpips is None else lpips.params,
-        consistency_data(hr, scales, consistency, lift) if consistency > 0 else None,
+        consistency_data(hr, scales, consistency, lift, degradation) if consistency > 0 else None,
         num_steps=num_steps, chunk=chunk, sampler=sampler, guide_iters=int(guide_iters), colour_fix=colour_fix,
         lpips_module=None if lpips is None else lpips.lpips, freq_cutoff=float(freq_cutoff),
         return_images=return_images)
@@ -516,21 +537,55 @@ def empirical_fields(result: SweepResult, metric: str = "lpips", decimals: int =
     return out
 
 
+def tied_with_best(result: SweepResult, t_stars: Sequence[int], metric: str = "lpips",
+                   k: float = 1.0) -> list[list[int]]:
+    """Per scale: the grid steps t whose mean metric is within ``k`` standard errors of t*'s, the
+    error being that of the per-image *paired* difference (every cell of an image shares its noise
+    draw, so the pairing removes most of the image-to-image spread). These are the t the
+    calibration set cannot tell apart from t*; with a handful of images a flat curve ties several
+    grid points, and the choice among them is not a measurement. With one image there is no error
+    estimate: only steps with exactly t*'s value tie."""
+    values = result.metrics[metric]                      # (S, Tn, N)
+    out = []
+    for i, t_star in enumerate(t_stars):
+        m = values[i]
+        d = m - m[list(result.t).index(t_star)]          # (Tn, N), paired with t*
+        n = m.shape[-1]
+        se = d.std(axis=-1, ddof=1) / np.sqrt(n) if n > 1 else np.zeros(len(result.t))
+        out.append([int(t) for t, mean, e in zip(result.t, d.mean(axis=-1), se) if mean <= k * e])
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # Calibration data and plots
 
 
-def load_crops(folder: str, n: int, crop: int, seed: int = 0) -> np.ndarray:
-    """n random crop×crop RGB crops in [0, 1] from n distinct images of a folder (seeded)."""
+def load_crops(folder, n: int, crop: int, seed: int = 0, framing: str = "crop") -> np.ndarray:
+    """n crop×crop RGB images in [0, 1] from n distinct photos (seeded choice) of a folder, or of
+    several folders pooled.
+
+    ``framing``: ``"crop"`` = a random crop×crop window at the photo's own resolution;
+    ``"paper"`` = the evaluation protocol's HR (diffsr_jax.evaluation.paper_protocol): the centre
+    square resized to crop² with PIL bicubic on 8-bit RGB. A 1024-px photo is then shrunk ~3×,
+    which packs far more detail into each pixel than a native crop does; the noise level an image
+    tolerates depends on that, so calibrate with the framing the images will be used at."""
     from diffsr_jax.data import list_image_files, load_image_rgb
 
-    files = [os.path.join(d, r) for d, r in list_image_files(folder)]
+    if framing not in FRAMINGS:
+        raise ValueError(f"framing must be one of {', '.join(FRAMINGS)}, got {framing!r}")
+    folders = [folder] if isinstance(folder, (str, os.PathLike)) else list(folder)
+    files = [os.path.join(d, r) for fo in folders for d, r in list_image_files(fo)]
     if len(files) < n:
-        raise ValueError(f"{folder} has {len(files)} images, {n} requested")
+        raise ValueError(f"{', '.join(map(str, folders))} has {len(files)} images, {n} requested")
     rng = np.random.default_rng(seed)
     crops = []
     for f in rng.choice(files, n, replace=False):
         img = load_image_rgb(f).astype(np.float32) / 255.0
+        if framing == "paper":
+            from diffsr_jax import evaluation
+
+            crops.append(evaluation.paper_hr_u8(img, crop).astype(np.float32) / 255.0)
+            continue
         if min(img.shape[:2]) < crop:
             raise ValueError(f"{f} is smaller than the {crop}px crop")
         y = rng.integers(0, img.shape[0] - crop + 1)
@@ -618,13 +673,14 @@ def _jsonable_intervals(intervals):
 def calibrate(model, params, schedule: Schedule, hr_images, scales: Sequence[float], *, rule: str,
               t_fractions: Sequence[float], num_steps: int, seed: int = 0, omega: float = OMEGA,
               variance: str = "ddpm", chunk: int = 16, sweep_options: Optional[dict] = None,
-              tolerance: float = 0.0):
+              tolerance: float = 0.0, degradation: str = "jax"):
     """→ (table, AnalyticResult, SweepResult or None). The table holds what ``api`` reads ("scales",
     "noise_fraction" = t*/T) plus "t", "prf" (inclusive step intervals per scale, null when empty),
     the rule and the analytic curves' summary (always computed: it costs ~T/25 forward passes).
     ``sweep_options`` (consistency, lift, guide_iters, colour_fix) calibrate that inference mode;
     the analytic rule knows nothing of them, so they need an empirical rule. ``tolerance``: see
-    :func:`empirical_fields` (empirical rule only; stored in the table when non-zero)."""
+    :func:`empirical_fields` (empirical rule only; stored in the table when non-zero).
+    ``degradation``: how the LR inputs are made from the HR crops (see :func:`downscale`)."""
     if rule not in RULES:
         raise ValueError(f"rule must be one of {', '.join(RULES)}")
     sweep_options = dict(sweep_options or {})
@@ -632,7 +688,8 @@ def calibrate(model, params, schedule: Schedule, hr_images, scales: Sequence[flo
         raise ValueError("the analytic PRF does not model consistency or colour fixes; use an empirical rule")
     T = schedule.num_steps
     k_analytic, k_sweep = jax.random.split(jax.random.key(seed))
-    ana = analytic_table(model, params, schedule, hr_images, scales, k_analytic, variance=variance, omega=omega)
+    ana = analytic_table(model, params, schedule, hr_images, scales, k_analytic, variance=variance, omega=omega,
+                         degradation=degradation)
     analytic = {"variance": variance, "omega": omega, "c_s": ana.fields[0].c_s, "c_f": ana.fields[0].c_f,
                 "E_t": ana.t_values.tolist(), "E": [round(float(e), 6) for e in ana.E],
                 "per_scale": [{"scale": s, "mse": float(m), "t_star": f.t_star,
@@ -646,13 +703,14 @@ def calibrate(model, params, schedule: Schedule, hr_images, scales: Sequence[flo
     else:
         ts = sorted({int(round(f * T)) for f in t_fractions})
         sw = sweep(model, params, schedule, hr_images, scales, ts, k_sweep, num_steps, lpips=make_lpips(),
-                   chunk=chunk, **sweep_options)
+                   chunk=chunk, degradation=degradation, **sweep_options)
         if sweep_options:
             table["options"] = sweep_options
         fields = empirical_fields(sw, tolerance=tolerance)
         if tolerance:
             table["tolerance"] = float(tolerance)
         chosen = [(f["t_star"], _jsonable_intervals(f["prf"])) for f in fields]
+        table["t_tied"] = tied_with_best(sw, [f["t_star"] for f in fields])
         table["metrics"] = {name: [[round(float(v), 5) for v in row] for row in sw.mean(name)] for name in METRICS}
         table["metrics_t"] = [int(t) for t in sw.t]
     table["t"] = [t for t, _ in chosen]

@@ -255,10 +255,11 @@ def _sharded_diffsr_fn(mesh: Mesh, model, out_hw: tuple, num_steps: int, sampler
 def sweep(mesh: Mesh, model, params, schedule, hr_images, scales: Sequence[float], t_values, key: jax.Array,
           num_steps: int, *, lpips=None, chunk: int = 16, sampler: str = "ddim", freq_cutoff: Optional[float] = None,
           return_images: bool = False, consistency: float = 0.0, lift: str = "pinv", guide_iters: int = 1,
-          colour_fix: str = "none"):
+          colour_fix: str = "none", degradation: str = "jax"):
     """:func:`prf.sweep` with the (scale, t, image) grid split over ``data``: each device runs the
     same compiled chunk loop (``prf``'s own core, inside ``shard_map``) on its share of the cells.
-    The consistency / colour-fix options are those of :func:`prf.sweep` (operators replicated).
+    The consistency / colour-fix / degradation options are those of :func:`prf.sweep` (operators
+    replicated).
 
     Cells are independent (a cell's noise comes from its image's key), so the result equals the
     unsharded sweep up to float rounding. ``chunk`` is cells per device per step.
@@ -267,9 +268,10 @@ def sweep(mesh: Mesh, model, params, schedule, hr_images, scales: Sequence[float
 
     freq_cutoff = prf.FREQ_CUTOFF if freq_cutoff is None else float(freq_cutoff)
     # Every device gets a whole number of chunks.
-    hr, t_values, x_up, cells = prf.sweep_grid(model, schedule, hr_images, scales, t_values, chunk * data_size(mesh))
+    hr, t_values, x_up, cells = prf.sweep_grid(model, schedule, hr_images, scales, t_values, chunk * data_size(mesh),
+                                                 degradation)
     S, Tn, N = len(scales), len(t_values), hr.shape[0]
-    cons = prf.consistency_data(hr, scales, consistency, lift) if consistency > 0 else None
+    cons = prf.consistency_data(hr, scales, consistency, lift, degradation) if consistency > 0 else None
     sharded = _sharded_sweep_fn(mesh, model, int(num_steps), int(chunk), sampler,
                                 None if lpips is None else lpips.lpips, freq_cutoff, bool(return_images),
                                 cons is not None, int(guide_iters), colour_fix)

@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from PIL import Image
 
 from configs import tiny as tiny_config_module
 from diffsr_jax import pipeline, prf, train_lib
@@ -206,6 +207,19 @@ def test_empirical_fields():
     assert prf.empirical_fields(worse) == [{"t_star": 0, "prf": None}]
 
 
+def test_tied_with_best_uses_the_paired_standard_error():
+    # 3 images; t = 20 is best on average. t = 10 is worse by 0.01 on every image (paired SE 0: a
+    # real difference); t = 40 is worse by 0.01 on average but ±0.05 from image to image (a tie).
+    lp = np.array([[[0.30, 0.35, 0.40], [0.21, 0.26, 0.31], [0.20, 0.25, 0.30], [0.26, 0.20, 0.32]]])
+    res = prf.SweepResult(scales=(2.0,), t=np.array([0, 10, 20, 40]), metrics={"lpips": lp}, images=None)
+    assert prf.empirical_fields(res)[0]["t_star"] == 20
+    assert prf.tied_with_best(res, [20]) == [[20, 40]]
+    assert prf.tied_with_best(res, [20], k=0.0) == [[20]]
+    one = prf.SweepResult(scales=(2.0,), t=np.array([0, 10]), metrics={"lpips": np.array([[[0.3], [0.3]]])},
+                          images=None)
+    assert prf.tied_with_best(one, [0]) == [[0, 10]]  # equal means tie even without an error estimate
+
+
 def test_empirical_fields_tolerance_prefers_the_smallest_t_near_the_best():
     lp = np.array([[0.30, 0.204, 0.200, 0.250], [0.50, 0.45, 0.40, 0.60]])[..., None]
     res = prf.SweepResult(scales=(2.0, 4.0), t=np.array([0, 10, 20, 40]), metrics={"lpips": lp}, images=None)
@@ -216,6 +230,43 @@ def test_empirical_fields_tolerance_prefers_the_smallest_t_near_the_best():
     assert prf.empirical_fields(res, tolerance=1.0)[0]["t_star"] == 0
     with pytest.raises(ValueError, match="tolerance"):
         prf.empirical_fields(res, tolerance=-0.1)
+
+
+def test_pil_degradation_is_the_evaluation_protocols_lr():
+    from diffsr_jax import evaluation
+
+    rng = np.random.default_rng(1)
+    photo = np.clip(rng.normal(0.5, 0.2, (50, 60, 3)), 0, 1)
+    for scale in (2.0, 2.7):
+        hr, lr = evaluation.paper_protocol(photo, scale, size=32)
+        pil = np.asarray(prf.downscale(hr[None], scale, "pil"))[0]
+        np.testing.assert_allclose((pil + 1) / 2, lr, atol=1e-6)   # the very LR Table 1 feeds the model
+        flt = np.asarray(prf.downscale(hr[None], scale, "jax"))[0]
+        assert flt.shape == pil.shape and 0 < np.abs(flt - pil).mean() < 0.1  # same filter family, not equal
+    assert prf.degrade(hr[None], 2.7, "pil").shape == (1, 32, 32, 3)
+    with pytest.raises(ValueError, match="degradation"):
+        prf.downscale(hr[None], 2.0, "lanczos")
+
+
+def test_load_crops_framings_and_pooled_folders(image_folder, tmp_path):
+    from diffsr_jax import evaluation
+    from diffsr_jax.data import load_image_rgb
+
+    other = tmp_path / "more"
+    other.mkdir()
+    rng = np.random.default_rng(2)
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 256, (30, 44, 3), dtype=np.uint8)).save(other / f"m{i}.png")
+    with pytest.raises(ValueError, match="5 requested"):
+        prf.load_crops(image_folder, 5, 16)
+    crops = prf.load_crops([image_folder, str(other)], 5, 16)      # 3 + 2 photos pooled: all used
+    assert crops.shape == (5, 16, 16, 3)
+    paper = prf.load_crops(str(other), 2, 24, framing="paper")
+    expected = [evaluation.paper_hr_u8(load_image_rgb(str(other / f"m{i}.png")) / 255.0, 24) / 255.0 for i in range(2)]
+    # the seeded choice orders the photos; each output is one photo's protocol HR
+    assert max(min(float(np.abs(p - e).max()) for e in expected) for p in paper) < 1e-6
+    with pytest.raises(ValueError, match="framing"):
+        prf.load_crops(image_folder, 1, 16, framing="centre")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -238,7 +289,11 @@ def test_calibrate_writes_table_and_refuses_overwrite(tiny_model_dir, image_fold
     assert os.path.exists(tmp_path / "plots" / "prf_analytic.png")
     assert 0 <= api.auto_noise_fraction(table, 3.0) <= 1
     assert calibrate.main(argv) == 2  # exists: refuses without --overwrite
-    assert calibrate.main(argv + ["--overwrite", "--data", "/x/CSet14"]) == 2  # evaluation sets refused
+    assert calibrate.main(argv + ["--overwrite", "--data", image_folder, "/x/CSet14"]) == 2  # evaluation sets refused
+    # The evaluation protocol's framing and LR, recorded in the table.
+    assert calibrate.main(argv + ["--overwrite", "--framing", "paper", "--degradation", "pil"]) == 0
+    cal = json.load(open(out))["calibration"]
+    assert (cal["framing"], cal["degradation"], cal["data"]) == ("paper", "pil", [os.path.relpath(image_folder, calibrate.REPO)])
 
 
 def test_calibrate_consistent_mode_is_stored_beside_the_plain_table(tiny_model_dir, image_folder, tmp_path):

@@ -313,6 +313,7 @@ def test_calibrate_consistent_mode_is_stored_beside_the_plain_table(tiny_model_d
     cons = table["modes"]["consistent"]
     assert table["t"] == plain["t"] and cons["options"]["consistency"] == 1.0 and cons["rule"] == "empirical-lpips"
     assert set(cons["t"]) <= {0, 10, 50} and len(cons["metrics"]["psnr"]) == 2
+    assert [t in tied for t, tied in zip(cons["t"], cons["t_tied"])] == [True, True]  # t* ties with itself
     assert calibrate.main(base + ["--consistency", "1"]) == 2          # already there: needs --overwrite
     assert api.noise_table_for(table, True) is cons and api.noise_table_for(table, False) is table
     assert calibrate.main(base + ["--rule", "analytic", "--overwrite"]) == 0

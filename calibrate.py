@@ -3,7 +3,8 @@
     python calibrate.py --checkpoint DIR --overwrite --plots benchmarks/results/prf_plots   # plain
     python calibrate.py --checkpoint DIR --overwrite --consistency 1                       # consistent
 
-(≈ 4 min each on 2 CPU cores with the bundled model and the defaults.)
+(≈ 4–5 min each for 8 images on 2 CPU cores with the bundled model, measured; the default 16 take
+about twice that.)
 
 Rules (see diffsr_jax/prf.py): ``empirical-lpips`` restores a scale × t × image grid in one
 compiled call and keeps the t with the lowest mean LPIPS; ``analytic`` uses the paper's

@@ -45,7 +45,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from diffsr_jax import consistency, pipeline
+from diffsr_jax import consistency, evaluation, pipeline
 from diffsr_jax.schedules import Schedule, q_sample
 
 # How many times each compiled core has been traced (tests use it to catch recompiles).
@@ -74,11 +74,9 @@ def downscale(hr01, scale: float, degradation: str = "jax") -> jnp.ndarray:
     if degradation not in DEGRADATIONS:
         raise ValueError(f"degradation must be one of {', '.join(DEGRADATIONS)}, got {degradation!r}")
     n, h, w, c = hr01.shape
-    lr_hw = (max(1, int(round(h / scale))), max(1, int(round(w / scale))))
+    lr_hw = evaluation.lr_size((h, w), float(scale))  # the evaluation protocols' LR size
     if degradation == "jax":
         return jax.image.resize(jnp.asarray(hr01) * 2.0 - 1.0, (n, *lr_hw, c), method="bicubic", antialias=True)
-    from diffsr_jax import evaluation
-
     lr = np.stack([evaluation.pil_resize_u8(im, lr_hw) for im in evaluation.to_uint8(np.asarray(hr01))])
     return jnp.asarray(lr.astype(np.float32) / 127.5 - 1.0)
 
@@ -582,8 +580,6 @@ def load_crops(folder, n: int, crop: int, seed: int = 0, framing: str = "crop") 
     for f in rng.choice(files, n, replace=False):
         img = load_image_rgb(f).astype(np.float32) / 255.0
         if framing == "paper":
-            from diffsr_jax import evaluation
-
             crops.append(evaluation.paper_hr_u8(img, crop).astype(np.float32) / 255.0)
             continue
         if min(img.shape[:2]) < crop:

@@ -3,11 +3,12 @@
     python calibrate.py --checkpoint DIR --overwrite --plots benchmarks/results/prf_plots   # plain
     python calibrate.py --checkpoint DIR --overwrite --consistency 1                       # consistent
 
-(≈ 4–5 min each for 8 images on 2 CPU cores with the bundled model, measured; the default 16 take
-about twice that.)
+(≈ 7.5 min each for the default 16 images on 2 CPU cores with the bundled model, measured beside a
+training run.)
 
 Rules (see diffsr_jax/prf.py): ``empirical-lpips`` restores a scale × t × image grid in one
-compiled call and keeps the t with the lowest mean LPIPS; ``analytic`` uses the paper's
+compiled call and keeps the least t whose mean LPIPS is within one standard error of the lowest
+(``--pick``); ``analytic`` uses the paper's
 Perceptual Recoverable Field (signature and fidelity losses). Refuses to overwrite an existing
 output unless --overwrite; writes atomically.
 
@@ -18,8 +19,10 @@ step count (2 DDIM steps). Which photos are used matters far more than how the L
 the step-7000 model and the same 8 crops, JAX-float vs PIL-8-bit LR changed no t*, while 8 other
 photos moved the consistent mode's t* from 0.1·T to 0.025–0.05·T (README "Choosing the noise
 level"). The output lists, per scale, the grid steps the calibration images cannot tell apart from
-t* (within one paired standard error). ``--framing crop --degradation jax --data CBSD68 --images
-8`` is the earlier protocol.
+t* (within one paired standard error), and by default ships the smallest of them (``--pick one-se``,
+the one-standard-error rule: the least noise the measurement cannot tell from the best; ``--pick
+argmin`` ships the argmin). ``--framing crop --degradation jax --data CBSD68 --images 8 --pick
+argmin`` is the earlier protocol.
 
 ``--consistency λ`` calibrates the data-consistent mode instead (a consistent run tolerates a
 larger t): its table is stored under ``"modes": {"consistent": ...}`` of the existing prf.json,
@@ -66,9 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--consistency", type=float, default=0.0, metavar="λ",
                     help="calibrate the data-consistent mode with this strength (stored under modes.consistent)")
     ap.add_argument("--lift", choices=("pinv", "bicubic"), default="pinv", help="lift of the consistent mode")
+    ap.add_argument("--pick", choices=("one-se", "argmin"), default="one-se",
+                    help="empirical rule: which measured step ships — one-se: the smallest t within one "
+                         "paired standard error of the LPIPS argmin (the one-standard-error rule); "
+                         "argmin: the argmin itself (both are stored)")
     ap.add_argument("--tolerance", type=float, default=0.0, metavar="ε",
-                    help="empirical rule: pick the smallest t whose mean LPIPS is within ε of the best "
-                         "(0 = the argmin; e.g. 0.005 where the curve is flat within the calibration noise)")
+                    help="with --pick argmin: pick the smallest t whose mean LPIPS is within ε of the best "
+                         "instead (0 = the argmin)")
     ap.add_argument("--out", default=None, help="output JSON (default <checkpoint>/prf.json)")
     ap.add_argument("--overwrite", action="store_true")
     ap.add_argument("--plots", default=None, metavar="DIR", help="write PNG plots (paper Fig. 4 and Fig. 6) here")
@@ -95,6 +102,9 @@ def main(argv=None) -> int:
     consistent = args.consistency > 0
     if not 0.0 <= args.consistency <= 1.0:
         print("error: --consistency must be in [0, 1]", file=sys.stderr)
+        return 2
+    if args.tolerance and args.pick != "argmin":
+        print("error: --tolerance replaces the argmin; use it with --pick argmin", file=sys.stderr)
         return 2
     existing = None
     if consistent:
@@ -127,7 +137,7 @@ def main(argv=None) -> int:
                                    t_fractions=[0.0, *args.t_grid], num_steps=args.steps, seed=args.seed,
                                    omega=args.omega, variance=args.variance, chunk=args.chunk,
                                    sweep_options=options, tolerance=args.tolerance,
-                                   degradation=args.degradation)
+                                   degradation=args.degradation, pick=args.pick)
     table["calibration"] = {"checkpoint": os.path.relpath(os.path.abspath(args.checkpoint), REPO),
                             "checkpoint_step": model.meta.get("step"),
                             "data": [os.path.relpath(os.path.abspath(d), REPO) for d in args.data],
@@ -150,8 +160,9 @@ def main(argv=None) -> int:
     for i, (s, t, p) in enumerate(zip(table["scales"], table["t"], table["prf"])):
         field = "empty" if p is None else ", ".join(f"{a / T:.3f}–{b / T:.3f}" for a, b in p)
         tied = ""
-        if "t_tied" in table:  # empirical rule: what the calibration images cannot tell apart from t*
-            tied = f"; within 1 SE of t*: t = {', '.join(map(str, table['t_tied'][i]))}"
+        if "t_tied" in table:  # empirical rule: what the calibration images cannot tell apart from the argmin
+            tied = (f"; LPIPS argmin t = {table['t_best'][i]}, within 1 SE of it: "
+                    f"t = {', '.join(map(str, table['t_tied'][i]))}")
         print(f"{s:g}x: t* = {t} ({t / T:.3f} T), PRF {field}{tied}")
     print(f"wrote {out}")
     if args.plots:
@@ -159,7 +170,7 @@ def main(argv=None) -> int:
         prf.plot_analytic(ana, os.path.join(args.plots, "prf_analytic.png"))
         if sw is not None:
             prf.plot_sweep(sw, T, os.path.join(args.plots, "prf_sweep.png"),
-                           prf.empirical_fields(sw, tolerance=args.tolerance))
+                           [{"t_star": t} for t in table["t"]])  # marks the shipped t
         print(f"plots in {args.plots}")
     return 0
 

@@ -657,9 +657,28 @@ def plot_sweep(res: SweepResult, T: int, path: str, fields: Optional[list[dict]]
 
 RULES = {
     "analytic": "analytic PRF (Lemma 1 / Theorem 1): t* = argmin L^S + ωL^F inside {L^S ≤ C^S, ωL^F ≤ C^F}",
-    "empirical-lpips": "per scale, argmin mean LPIPS-Alex over the t grid; prf = grid steps t > 0 whose "
-                       "mean LPIPS beats t = 0 (bicubic)",
+    "empirical-lpips": "per scale, mean LPIPS-Alex over the t grid (its argmin is t_best; the shipped t "
+                       "follows 'pick'); prf = grid steps t > 0 whose mean LPIPS beats t = 0 (bicubic)",
 }
+
+# How the empirical rule turns its measurements into the shipped t (the argmin is always stored).
+PICKS = {
+    "one-se": "the smallest grid step whose mean LPIPS is within one paired standard error of the "
+              "argmin's (the one-standard-error rule: among steps the calibration images cannot tell "
+              "apart, the least noise, i.e. the most fidelity to the input)",
+    "argmin": "the argmin of the mean LPIPS",
+}
+
+
+def picked_steps(t_best: Sequence[int], t_tied: Sequence[Sequence[int]], pick: str) -> list[int]:
+    """Per scale, the step that ships (see :data:`PICKS`): the argmin, or the smallest step tied with
+    it — one standard error is the resolution of the measurement, and within it less noise keeps
+    more of the input."""
+    if pick not in PICKS:
+        raise ValueError(f"pick must be one of {', '.join(PICKS)}")
+    if pick == "argmin":
+        return [int(t) for t in t_best]
+    return [int(min(tied)) for tied in t_tied]
 
 
 def _jsonable_intervals(intervals):
@@ -669,16 +688,22 @@ def _jsonable_intervals(intervals):
 def calibrate(model, params, schedule: Schedule, hr_images, scales: Sequence[float], *, rule: str,
               t_fractions: Sequence[float], num_steps: int, seed: int = 0, omega: float = OMEGA,
               variance: str = "ddpm", chunk: int = 16, sweep_options: Optional[dict] = None,
-              tolerance: float = 0.0, degradation: str = "jax"):
+              tolerance: float = 0.0, degradation: str = "jax", pick: str = "one-se"):
     """→ (table, AnalyticResult, SweepResult or None). The table holds what ``api`` reads ("scales",
     "noise_fraction" = t*/T) plus "t", "prf" (inclusive step intervals per scale, null when empty),
     the rule and the analytic curves' summary (always computed: it costs ~T/25 forward passes).
     ``sweep_options`` (consistency, lift, guide_iters, colour_fix) calibrate that inference mode;
     the analytic rule knows nothing of them, so they need an empirical rule. ``tolerance``: see
     :func:`empirical_fields` (empirical rule only; stored in the table when non-zero).
-    ``degradation``: how the LR inputs are made from the HR crops (see :func:`downscale`)."""
+    ``degradation``: how the LR inputs are made from the HR crops (see :func:`downscale`).
+    ``pick`` (empirical rule): which measured step ships as "t" — see :data:`PICKS`; the argmin is
+    kept as "t_best" and the steps tied with it as "t_tied"."""
     if rule not in RULES:
         raise ValueError(f"rule must be one of {', '.join(RULES)}")
+    if pick not in PICKS:
+        raise ValueError(f"pick must be one of {', '.join(PICKS)}")
+    if pick != "argmin" and tolerance:
+        raise ValueError("tolerance already replaces the argmin; use it with pick='argmin'")
     sweep_options = dict(sweep_options or {})
     if sweep_options and rule == "analytic":
         raise ValueError("the analytic PRF does not model consistency or colour fixes; use an empirical rule")
@@ -705,8 +730,12 @@ def calibrate(model, params, schedule: Schedule, hr_images, scales: Sequence[flo
         fields = empirical_fields(sw, tolerance=tolerance)
         if tolerance:
             table["tolerance"] = float(tolerance)
+        table["t_best"] = [f["t_star"] for f in fields]
+        table["t_tied"] = tied_with_best(sw, table["t_best"])
+        shipped = picked_steps(table["t_best"], table["t_tied"], pick)
+        fields = [dict(f, t_star=t) for f, t in zip(fields, shipped)]
+        table["pick"], table["pick_text"] = pick, PICKS[pick]
         chosen = [(f["t_star"], _jsonable_intervals(f["prf"])) for f in fields]
-        table["t_tied"] = tied_with_best(sw, [f["t_star"] for f in fields])
         table["metrics"] = {name: [[round(float(v), 5) for v in row] for row in sw.mean(name)] for name in METRICS}
         table["metrics_t"] = [int(t) for t in sw.t]
     table["t"] = [t for t, _ in chosen]

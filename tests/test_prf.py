@@ -248,6 +248,14 @@ def test_pil_degradation_is_the_evaluation_protocols_lr():
         prf.downscale(hr[None], 2.0, "lanczos")
 
 
+def test_picked_steps_one_se_ships_the_least_noise_tied_with_the_argmin():
+    assert prf.picked_steps([200, 50], [[100, 200], [50]], "one-se") == [100, 50]
+    assert prf.picked_steps([200, 50], [[100, 200], [50]], "argmin") == [200, 50]
+    assert prf.picked_steps([25], [[0, 10, 25]], "one-se") == [0]   # noise that does not measurably help: none
+    with pytest.raises(ValueError, match="pick"):
+        prf.picked_steps([25], [[25]], "median")
+
+
 def test_load_crops_framings_and_pooled_folders(image_folder, tmp_path):
     from diffsr_jax import evaluation
     from diffsr_jax.data import load_image_rgb
@@ -313,7 +321,15 @@ def test_calibrate_consistent_mode_is_stored_beside_the_plain_table(tiny_model_d
     cons = table["modes"]["consistent"]
     assert table["t"] == plain["t"] and cons["options"]["consistency"] == 1.0 and cons["rule"] == "empirical-lpips"
     assert set(cons["t"]) <= {0, 10, 50} and len(cons["metrics"]["psnr"]) == 2
-    assert [t in tied for t, tied in zip(cons["t"], cons["t_tied"])] == [True, True]  # t* ties with itself
+    assert [t in tied for t, tied in zip(cons["t_best"], cons["t_tied"])] == [True, True]  # t* ties with itself
+    assert cons["pick"] == "one-se" and cons["t"] == [min(tied) for tied in cons["t_tied"]]
+    assert calibrate.main(base + ["--consistency", "1", "--overwrite", "--tolerance", "0.01"]) == 2  # needs argmin
+    assert calibrate.main(base + ["--consistency", "1", "--overwrite", "--pick", "argmin"]) == 0
+    argmin = json.load(open(out))["modes"]["consistent"]
+    assert argmin["pick"] == "argmin" and argmin["t"] == argmin["t_best"] == cons["t_best"]
+    assert calibrate.main(base + ["--consistency", "1", "--overwrite"]) == 0
+    table = json.load(open(out))
+    cons = table["modes"]["consistent"]
     assert calibrate.main(base + ["--consistency", "1"]) == 2          # already there: needs --overwrite
     assert api.noise_table_for(table, True) is cons and api.noise_table_for(table, False) is table
     assert calibrate.main(base + ["--rule", "analytic", "--overwrite"]) == 0

@@ -696,8 +696,8 @@ def calibrate(model, params, schedule: Schedule, hr_images, scales: Sequence[flo
     the analytic rule knows nothing of them, so they need an empirical rule. ``tolerance``: see
     :func:`empirical_fields` (empirical rule only; stored in the table when non-zero).
     ``degradation``: how the LR inputs are made from the HR crops (see :func:`downscale`).
-    ``pick`` (empirical rule): which measured step ships as "t" — see :data:`PICKS`; the argmin is
-    kept as "t_best" and the steps tied with it as "t_tied"."""
+    ``pick`` (empirical rule): which measured step ships as "t" — see :data:`PICKS`; the argmin (or,
+    with ``tolerance``, its pick) is kept as "t_best" and the steps tied with it as "t_tied"."""
     if rule not in RULES:
         raise ValueError(f"rule must be one of {', '.join(RULES)}")
     if pick not in PICKS:

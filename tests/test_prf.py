@@ -323,17 +323,14 @@ def test_calibrate_consistent_mode_is_stored_beside_the_plain_table(tiny_model_d
     assert set(cons["t"]) <= {0, 10, 50} and len(cons["metrics"]["psnr"]) == 2
     assert [t in tied for t, tied in zip(cons["t_best"], cons["t_tied"])] == [True, True]  # t* ties with itself
     assert cons["pick"] == "one-se" and cons["t"] == [min(tied) for tied in cons["t_tied"]]
-    assert calibrate.main(base + ["--consistency", "1", "--overwrite", "--tolerance", "0.01"]) == 2  # needs argmin
-    assert calibrate.main(base + ["--consistency", "1", "--overwrite", "--pick", "argmin"]) == 0
-    argmin = json.load(open(out))["modes"]["consistent"]
-    assert argmin["pick"] == "argmin" and argmin["t"] == argmin["t_best"] == cons["t_best"]
-    assert calibrate.main(base + ["--consistency", "1", "--overwrite"]) == 0
-    table = json.load(open(out))
-    cons = table["modes"]["consistent"]
     assert calibrate.main(base + ["--consistency", "1"]) == 2          # already there: needs --overwrite
     assert api.noise_table_for(table, True) is cons and api.noise_table_for(table, False) is table
     assert calibrate.main(base + ["--rule", "analytic", "--overwrite"]) == 0
     assert json.load(open(out))["modes"]["consistent"] == cons        # re-calibrating plain keeps modes
+    assert calibrate.main(base + ["--consistency", "1", "--overwrite", "--tolerance", "0.01"]) == 2  # needs argmin
+    assert calibrate.main(base + ["--consistency", "1", "--overwrite", "--pick", "argmin"]) == 0
+    argmin = json.load(open(out))["modes"]["consistent"]
+    assert argmin["pick"] == "argmin" and argmin["t"] == argmin["t_best"] == cons["t_best"]
 
 
 def test_shipped_table_t_star_grows_with_scale():
@@ -345,7 +342,7 @@ def test_shipped_table_t_star_grows_with_scale():
         t = np.asarray(mode["t"])[order]
         assert np.all(np.diff(t) >= 0), mode["t"]
         # Plain: more noise pays at larger scales. Consistent (measured): one t* can be best at every
-        # scale (0.1 T for the step-7000 model; 0.1 / 0.1 / 0.2 / 0.2 T for step 12 400), so only
-        # monotonicity is required there.
+        # scale (0.1 T for the step-7000 model; 0.1 / 0.1 / 0.1 / 0.2 T shipped for step 12 400), so
+        # only monotonicity is required there.
         assert (t[-1] > t[0]) or not strictly, mode["t"]
         assert mode["noise_fraction"] == [x / table["T"] for x in mode["t"]]

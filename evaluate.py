@@ -6,7 +6,8 @@
     python evaluate.py --scales 1.6 2.7 3.5 8 --fid-inception classify_image_graph_def.pb
 
 Method names: nearest bicubic lanczos fsrcnn espcn lapsrn diffsr diffsr@<noise> (auto, 0.3, t=100)
-diffsr-cons diffsr-cons-colour, or module:function with fn(lr_image, target_hw) -> image.
+diffsr-cons diffsr-cons-colour (any Diff-SR name + "-ens2/4/8": self-ensemble, e.g. diffsr-ens8@t=100),
+or module:function with fn(lr_image, target_hw) -> image.
 All the work is in diffsr_jax/evaluation.py and diffsr_jax/ablations.py.
 """
 

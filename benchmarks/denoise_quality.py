@@ -2,6 +2,7 @@
 
     python benchmarks/denoise_quality.py                                # CSet14, bundled model
     python benchmarks/denoise_quality.py --checkpoint runs/cpu/export --ts 100 300 --limit 4
+    python benchmarks/denoise_quality.py --self-ensemble 8 --skip-sr     # ε averaged over 8 flips/rotations
 
 On 256² evaluation crops of an evaluation set (centre crop → 256², as in the SR protocol; default
 CSet14, never used for training), for each noise step t:
@@ -56,6 +57,8 @@ def parse_args(argv=None):
     p.add_argument("--sr-scale", type=float, default=4.0, help="scale of the Diff-SR vs Lanczos check")
     p.add_argument("--steps", type=int, default=None, help="Diff-SR DDIM steps; None = the library default")
     p.add_argument("--skip-sr", action="store_true", help="leave out the Diff-SR vs Lanczos check")
+    p.add_argument("--self-ensemble", type=int, choices=(1, 2, 4, 8), default=1,
+                   help="average ε over this many flips/rotations (diffsr_jax.ensemble), in x̂0 and Diff-SR")
     p.add_argument("--out", default=os.path.join("benchmarks", "results", "denoise_quality.jsonl"),
                    help="JSON-lines file the results are appended to")
     return p.parse_args(argv)
@@ -103,13 +106,14 @@ def best_classical(noisy01, hrs, std01, families):
 # ---------------------------------------------------------------------------------------------
 
 
-def denoise_rows(model, hrs, ts, seed, lpips):
+def denoise_rows(model, hrs, ts, seed, lpips, self_ensemble=1):
     import jax
     import jax.numpy as jnp
 
+    from diffsr_jax import pipeline
     from diffsr_jax.schedules import q_sample
 
-    eps_fn = jax.jit(lambda params, x, t: model.model.apply({"params": params}, x, t))
+    eps_fn = jax.jit(lambda params, x, t: pipeline.make_eps_fn(model.model, params, self_ensemble)(x, t))
     sched = model.schedule
     families = denoiser_families()
     noises = [jax.random.normal(jax.random.fold_in(jax.random.key(seed), i), (1, *hr.shape), jnp.float32)
@@ -144,14 +148,15 @@ def denoise_rows(model, hrs, ts, seed, lpips):
     return rows
 
 
-def sr_rows(model, images, scale, steps, seed, lpips):
+def sr_rows(model, images, scale, steps, seed, lpips, self_ensemble=1):
     from diffsr_jax import api
 
     res = {"diffsr": {"psnr": [], "lpips": []}, "lanczos": {"psnr": [], "lpips": []}}
     ts = set()
     for _, rgb in tqdm(images, unit="img", desc=f"diffsr {scale:g}×"):
         hr, lr = common.paper_protocol(rgb, scale)
-        out, info = api.upscale_array(lr, hr.shape[:2], model=model, noise=("auto", None), steps=steps, seed=seed, tile=0)
+        out, info = api.upscale_array(lr, hr.shape[:2], model=model, noise=("auto", None), steps=steps, seed=seed, tile=0,
+                                      self_ensemble=self_ensemble)
         ts.add(info["t"])
         for name, img in (("diffsr", out), ("lanczos", common.lanczos(lr, hr.shape[:2]))):
             res[name]["psnr"].append(common.psnr(img, hr))
@@ -166,6 +171,7 @@ def markdown(result):
     lines = ["# Diff-SR ε-model denoising yardstick", "",
              f"- date: {r['date']}", f"- checkpoint: {r['checkpoint']} (training step {r['step']})",
              f"- command: `{r['command']}`",
+             f"- self-ensemble: {r.get('self_ensemble', 1)} (ε averaged over that many flips/rotations)",
              f"- {r['dataset']}: {r['n_images']} images, 256² centre crops; seed {r['seed']}; T = {r['T']} "
              f"({r['schedule']})",
              "- σ = √(1−ᾱ_t)/√ᾱ_t in [−1, 1] units (σ₂₅₅ = 127.5 σ); PSNR in dB on RGB; LPIPS AlexNet",
@@ -204,11 +210,11 @@ def main(argv=None):
     result = {"date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
               "checkpoint": model.directory, "step": model.meta.get("step"),
               "command": f"python {shlex.join(sys.argv)}", "dataset": args.dataset, "n_images": len(hrs),
-              "seed": args.seed, "T": T, "schedule": model.meta.get("schedule", {}).get("name"),
+              "seed": args.seed, "self_ensemble": args.self_ensemble, "T": T, "schedule": model.meta.get("schedule", {}).get("name"),
               "baseline_families": list(denoiser_families()),
-              "rows": denoise_rows(model, hrs, ts, args.seed, lpips) if ts else []}
+              "rows": denoise_rows(model, hrs, ts, args.seed, lpips, args.self_ensemble) if ts else []}
     if not args.skip_sr:
-        result["sr"] = sr_rows(model, images, args.sr_scale, args.steps, args.seed, lpips)
+        result["sr"] = sr_rows(model, images, args.sr_scale, args.steps, args.seed, lpips, args.self_ensemble)
     print(markdown(result))
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "a") as f:

@@ -18,8 +18,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from diffsr_jax import checkpointing, pipeline
-from diffsr_jax.defaults import DEFAULT_COLOUR_FIX, DEFAULT_CONSISTENCY, DEFAULT_LIFT, DEFAULT_STEPS
+from diffsr_jax import checkpointing, ensemble, pipeline
+from diffsr_jax.defaults import (DEFAULT_COLOUR_FIX, DEFAULT_CONSISTENCY, DEFAULT_LIFT, DEFAULT_SELF_ENSEMBLE,
+                                 DEFAULT_STEPS)
 from diffsr_jax import consistency as consistency_mod
 from diffsr_jax.models import abstract_params, build_unet
 from diffsr_jax.schedules import Schedule, make_schedule, q_sample
@@ -127,7 +128,7 @@ def _tile_guide(projectors, ref, windows, th, tw, strength):
 
 
 def _run_tiles(model: LoadedModel, x_t: np.ndarray, t: int, key, *, tile: int, overlap: int,
-               num_steps: int, tile_batch: int, progress: bool, cons=None) -> np.ndarray:
+               num_steps: int, tile_batch: int, progress: bool, cons=None, self_ensemble: int = 1) -> np.ndarray:
     h, w, c = x_t.shape
     windows = list(pipeline.tile_windows(h, w, tile, overlap))
     th, tw = windows[0][2].shape
@@ -149,7 +150,7 @@ def _run_tiles(model: LoadedModel, x_t: np.ndarray, t: int, key, *, tile: int, o
             guide = _tile_guide(projectors, ref, padded, th, tw, strength)
         out = pipeline.restore_batch_jit(model.model, model.params, model.schedule, jnp.asarray(tiles),
                                          jnp.full((tile_batch,), t, jnp.int32), key, num_steps=num_steps,
-                                         guide=guide, guide_iters=iters)
+                                         guide=guide, guide_iters=iters, self_ensemble=self_ensemble)
         out = np.asarray(out)
         placed += [(y, x, wgt, out[i]) for i, (y, x, wgt) in enumerate(chunk)]
     return pipeline.blend_tiles((h, w), c, placed)
@@ -159,7 +160,7 @@ def upscale_array(image: np.ndarray, out_hw: tuple[int, int], *, model: LoadedMo
                   steps: Optional[int] = None, seed: int = 0, tile: Optional[int] = None,
                   tile_overlap: int = 32, tile_batch: int = 4, progress: bool = False,
                   consistency: Optional[float] = None, lift: Optional[str] = None, consistency_iters: int = 1,
-                  colour_fix: Optional[str] = None) -> tuple[np.ndarray, dict]:
+                  colour_fix: Optional[str] = None, self_ensemble: Optional[int] = None) -> tuple[np.ndarray, dict]:
     """Diff-SR on one float image HxWx3 in [0, 1] → (out_h x out_w x 3 in [0, 1], info).
 
     ``tile=None`` picks whole-image processing for outputs up to AUTO_TILE_THRESHOLD per side and
@@ -168,6 +169,8 @@ def upscale_array(image: np.ndarray, out_hw: tuple[int, int], *, model: LoadedMo
     x0 is projected towards the input's constraint A(x0) = input (A = the antialiased bicubic
     downscale), and so is the final output. ``lift`` "pinv" | "bicubic" (see
     diffsr_jax.consistency), ``colour_fix`` "none" | "wavelet" | "adain".
+    ``self_ensemble`` 1 (off) | 2 | 4 | 8 (None = DEFAULT_SELF_ENSEMBLE): average the model's ε
+    over that many flips/rotations (diffsr_jax.ensemble); costs that many network evaluations.
     """
     image = np.asarray(image, np.float32)
     if image.ndim != 3 or image.shape[-1] != 3:
@@ -186,6 +189,7 @@ def upscale_array(image: np.ndarray, out_hw: tuple[int, int], *, model: LoadedMo
         raise ValueError(f"colour fix must be one of {', '.join(consistency_mod.COLOUR_FIXES)}, got {colour_fix!r}")
     if int(consistency_iters) < 1:
         raise ValueError("consistency_iters must be ≥ 1")
+    self_ensemble = ensemble.check_size(DEFAULT_SELF_ENSEMBLE if self_ensemble is None else self_ensemble)
     scale = max(out_h / image.shape[0], out_w / image.shape[1])
     t = resolve_noise_step(model, noise, scale, consistent=strength > 0)
     num_steps = DEFAULT_STEPS if steps is None else int(steps)
@@ -213,7 +217,7 @@ def upscale_array(image: np.ndarray, out_hw: tuple[int, int], *, model: LoadedMo
             tile = max(model.stride, tile - tile % model.stride)
             overlap = min(int(tile_overlap), tile // 2)
             out = _run_tiles(model, x_t, t, k_sample, tile=tile, overlap=overlap, num_steps=num_steps,
-                             tile_batch=tile_batch, progress=progress, cons=cons)
+                             tile_batch=tile_batch, progress=progress, cons=cons, self_ensemble=self_ensemble)
         else:
             guide = None
             if cons is not None:
@@ -221,7 +225,8 @@ def upscale_array(image: np.ndarray, out_hw: tuple[int, int], *, model: LoadedMo
             out = np.asarray(pipeline.restore_batch_jit(model.model, model.params, model.schedule,
                                                         jnp.asarray(x_t[None]), jnp.full((1,), t, jnp.int32),
                                                         k_sample, num_steps=num_steps, guide=guide,
-                                                        guide_iters=int(consistency_iters)))[0]
+                                                        guide_iters=int(consistency_iters),
+                                                        self_ensemble=self_ensemble))[0]
     out = jnp.asarray(out[None, :out_h, :out_w])
     if colour_fix != "none":
         out = consistency_mod.colour_fix(out, jnp.asarray(x_up[None, :out_h, :out_w]), colour_fix)
@@ -233,19 +238,19 @@ def upscale_array(image: np.ndarray, out_hw: tuple[int, int], *, model: LoadedMo
     out = np.clip((np.asarray(out)[0] + 1.0) / 2.0, 0.0, 1.0)
     info = {"t": t, "noise_fraction": t / model.num_timesteps, "steps": num_steps, "scale": scale,
             "tile": tile or 0, "consistency": strength, "lift": lift if strength > 0 else None,
-            "colour_fix": colour_fix}
+            "colour_fix": colour_fix, "self_ensemble": self_ensemble}
     return out, info
 
 
 def upscale(images, target, *, noise="auto", steps: Optional[int] = None, seed: int = 0,
             checkpoint: Optional[str] = None, fit: str = "contain", model: Optional[LoadedModel] = None,
             tile: Optional[int] = None, allow_downscale: bool = False, consistency: Optional[float] = None,
-            lift: Optional[str] = None, colour_fix: Optional[str] = None):
+            lift: Optional[str] = None, colour_fix: Optional[str] = None, self_ensemble: Optional[int] = None):
     """Upscale one image or a list of images (uint8/uint16/float HxW[xC] numpy arrays).
 
     ``target``: "2x", "2.7", "1920x1080", "1080p", ... (see diffsr_jax.targets). ``noise``: "auto",
-    a fraction of T (0.35) or "t=350". ``consistency``, ``lift``, ``colour_fix``: see
-    :func:`upscale_array`. Returns arrays of the input's dtype and channel count.
+    a fraction of T (0.35) or "t=350". ``consistency``, ``lift``, ``colour_fix``, ``self_ensemble``:
+    see :func:`upscale_array`. Returns arrays of the input's dtype and channel count.
     """
     from diffsr_jax import targets
 
@@ -260,7 +265,7 @@ def upscale(images, target, *, noise="auto", steps: Optional[int] = None, seed: 
         plan = targets.output_size(rgb.shape[:2], tgt, fit=fit, allow_downscale=allow_downscale)
         out, _ = upscale_array(rgb, (plan.out_h, plan.out_w), model=model, noise=noise_spec, steps=steps,
                                seed=seed, tile=tile, consistency=consistency, lift=lift,
-                               colour_fix=colour_fix)
+                               colour_fix=colour_fix, self_ensemble=self_ensemble)
         # Alpha is resized to the full model output, then both are cropped together (cover).
         results.append(targets.apply_crop(restore_dtype(out, alpha, out.shape[:2]), plan))
     return results[0] if single else results

@@ -146,6 +146,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--colour-fix", choices=defaults.COLOUR_FIXES, default=None,
                    help=f"keep the input's colours: wavelet (low-frequency band of the input) or adain "
                         f"(per-channel mean/std) (default: {defaults.DEFAULT_COLOUR_FIX})")
+    p.add_argument("--self-ensemble", type=int, choices=defaults.SELF_ENSEMBLE_SIZES, default=None, metavar="N",
+                   help="average the model's noise prediction over N flips/rotations "
+                        f"({', '.join(map(str, defaults.SELF_ENSEMBLE_SIZES))}): more accurate denoising, N times "
+                        f"the compute (default: {defaults.DEFAULT_SELF_ENSEMBLE})")
     p.add_argument("--seed", type=_nonneg_int("--seed"), default=0, metavar="N",
                    help="random seed of the injected noise (default: 0)")
     p.add_argument("--checkpoint", default=None, metavar="DIR",
@@ -318,6 +322,7 @@ def _process(job: _Job, args, target, noise, api, model, log) -> None:
             img.rgb, plan.out_hw, model=model, noise=noise, steps=args.steps, seed=args.seed,
             tile=args.tile, tile_overlap=args.tile_overlap, tile_batch=args.batch_size,
             progress=not args.quiet, consistency=args.consistency, lift=args.lift, colour_fix=args.colour_fix,
+            self_ensemble=args.self_ensemble,
         )
     except (MemoryError, ValueError, RuntimeError, TargetError) as e:
         raise _ImageFailure(f"upscaling failed: {type(e).__name__}: {_one_line(e)}") from None
@@ -354,6 +359,9 @@ def _process(job: _Job, args, target, noise, api, model, log) -> None:
         noise_txt = f"t={t}" if t is not None else "t=?"
         if frac is not None:
             noise_txt += f" ({100 * float(frac):.0f}%)"
+        ens = info.get("self_ensemble", 1) if isinstance(info, dict) else 1
+        if ens and ens > 1:
+            noise_txt += f", self-ensemble {ens}"
         log(f"{job.src}: {_fmt_hw(img.size)} -> {_fmt_hw(plan.final_hw)} ({scale}), "
             f"{noise_txt}, {dt:.1f} s -> {job.dst}")
 

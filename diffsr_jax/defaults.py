@@ -9,3 +9,5 @@ COLOUR_FIXES = ("none", "wavelet", "adain")
 DEFAULT_CONSISTENCY = 1.0       # λ of data consistency (0 = plain Diff-SR): on, measured better everywhere
 DEFAULT_LIFT = "pinv"
 DEFAULT_COLOUR_FIX = "wavelet"  # never hurt PSNR by more than 0.01 dB in consistency_quality
+SELF_ENSEMBLE_SIZES = (1, 2, 4, 8)  # flips/rotations averaged per ε evaluation (diffsr_jax.ensemble)
+DEFAULT_SELF_ENSEMBLE = 1       # off: n× the network cost; see the model card's "Self-ensemble"

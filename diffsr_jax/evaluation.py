@@ -14,7 +14,8 @@ adds one; ``"package.module:function"`` imports one by name). Built in: ``neares
 ``lanczos`` (PIL, float32 per channel: no 8-bit rounding), the OpenCV learned peers ``fsrcnn``,
 ``espcn``, ``lapsrn`` (optional), and Diff-SR variants ``diffsr`` (auto t), ``diffsr@0.3``
 (fraction of T), ``diffsr@t=100`` (step), and — only where ``api.upscale_array`` accepts the
-keywords — ``diffsr-cons`` / ``diffsr-cons-colour``.
+keywords — ``diffsr-cons`` / ``diffsr-cons-colour``; any of them with ``-ens2/4/8`` before the
+``@`` averages the model over that many flips/rotations (``diffsr-cons-colour-ens8@t=100``).
 
 Outputs: per-image rows, a per-(dataset, scale, method) summary, Markdown tables shaped like the
 paper's Table 1 (best **bold**, second best <u>underlined</u>), CSVs and image grids.
@@ -302,11 +303,25 @@ def make_diffsr_method(model, noise="auto", steps: Optional[int] = None, seed: i
 
 def parse_diffsr_name(name: str) -> Optional[tuple[str, dict]]:
     """"diffsr" → ("auto", {}), "diffsr@0.3" → ("0.3", {}), "diffsr@t=100" → ("t=100", {}),
-    "diffsr-cons@t=50" → ("t=50", {"consistency": 1.0}); None when not a Diff-SR name."""
+    "diffsr-cons@t=50" → ("t=50", {"consistency": 1.0}); a suffix "-ensN" adds a self-ensemble of
+    N (diffsr_jax.ensemble): "diffsr-ens8" → ("auto", {"self_ensemble": 8}). None when not a
+    Diff-SR name; ValueError for an unsupported N."""
     base, _, noise = name.partition("@")
+    extra = {}
+    ens = re.fullmatch(r"(.+)-ens(\d+)", base)
+    if ens:
+        base = ens.group(1)
     if base != "diffsr" and base not in DIFFSR_VARIANTS:
         return None
-    return (noise or "auto"), dict(DIFFSR_VARIANTS.get(base, {}))
+    if ens:
+        from diffsr_jax.defaults import SELF_ENSEMBLE_SIZES
+
+        n = int(ens.group(2))
+        if n not in SELF_ENSEMBLE_SIZES:
+            raise ValueError(f"bad Diff-SR method {name!r}: self-ensemble size must be one of "
+                             f"{', '.join(map(str, SELF_ENSEMBLE_SIZES))}")
+        extra["self_ensemble"] = n
+    return (noise or "auto"), {**DIFFSR_VARIANTS.get(base, {}), **extra}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -356,8 +371,8 @@ def build_methods(names: Sequence[str], *, model_loader: Optional[Callable[[], o
                 skipped[name] = (f"api.upscale_array does not accept {', '.join(sorted(extra))} yet "
                                  "(issue 6's consistency / colour-fix modes)")
                 continue
-            if not extra:
-                extra = {k: v for k, v in PAPER_KWARGS.items() if upscale_array_accepts(k)}
+            if not set(extra) - {"self_ensemble"}:  # plain "diffsr[-ensN]": the paper's method
+                extra.update({k: v for k, v in PAPER_KWARGS.items() if upscale_array_accepts(k)})
             if model is None:
                 if model_loader is None:
                     raise ValueError(f"method {name!r} needs a Diff-SR model")
@@ -372,7 +387,8 @@ def build_methods(names: Sequence[str], *, model_loader: Optional[Callable[[], o
         elif ":" in name:
             methods[name] = _import_plugin(name)
         else:
-            known = sorted(REGISTRY) + sorted(PEERS) + ["diffsr", "diffsr@<noise>"] + sorted(DIFFSR_VARIANTS)
+            known = (sorted(REGISTRY) + sorted(PEERS) + ["diffsr", "diffsr@<noise>"] + sorted(DIFFSR_VARIANTS)
+                     + ["<any diffsr name>-ens{2,4,8}"])
             raise ValueError(f"unknown method {name!r}; known: {', '.join(known)} or 'module:function'")
     return MethodSet(methods=methods, skipped=skipped, model=model)
 

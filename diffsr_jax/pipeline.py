@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from diffsr_jax import consistency
+from diffsr_jax import consistency, ensemble
 from diffsr_jax.samplers import SAMPLERS
 from diffsr_jax.schedules import Schedule, q_sample
 
@@ -44,42 +44,47 @@ def whole_image_guide(ops, ref: jnp.ndarray, strength) -> Guide:
                  strength=jnp.asarray(strength, ref.dtype))
 
 
-def make_eps_fn(model, params):
-    return lambda x, t: model.apply({"params": params}, x, t)
+def make_eps_fn(model, params, self_ensemble: int = 1):
+    """ε_θ(x, t) of ``model`` with ``params``, optionally averaged over ``self_ensemble`` flips and
+    rotations (see diffsr_jax.ensemble)."""
+    return ensemble.self_ensemble(lambda x, t: model.apply({"params": params}, x, t), self_ensemble)
 
 
 def restore_batch(model, params, schedule: Schedule, x_t: jnp.ndarray, t: jnp.ndarray, key: jax.Array,
                   *, num_steps: int, sampler: str = "ddim", eta: float = 0.0, guide: Optional[Guide] = None,
-                  guide_iters: int = 1) -> jnp.ndarray:
+                  guide_iters: int = 1, self_ensemble: int = 1) -> jnp.ndarray:
     """Reverse process from the noised batch x_t at (traced) step(s) t down to 0. Pure.
 
     ``guide`` (optional) corrects each predicted x0 towards the input (data consistency).
+    ``self_ensemble`` (static: 1, 2, 4 or 8) averages ε over that many flips/rotations.
     """
     kwargs = {"eta": eta} if sampler == "ddim" else {}
     if guide is not None:
         kwargs["correct_x0"] = consistency.x0_corrector(guide.ref, guide.rows, guide.cols, guide.strength,
                                                         guide_iters)
-    return SAMPLERS[sampler](make_eps_fn(model, params), schedule, x_t, t, key, num_steps=num_steps, **kwargs)
+    return SAMPLERS[sampler](make_eps_fn(model, params, self_ensemble), schedule, x_t, t, key, num_steps=num_steps,
+                             **kwargs)
 
 
 def diffsr(model, params, schedule: Schedule, x_up: jnp.ndarray, t: jnp.ndarray, key: jax.Array,
            *, num_steps: int, sampler: str = "ddim", eta: float = 0.0, guide: Optional[Guide] = None,
-           guide_iters: int = 1) -> jnp.ndarray:
+           guide_iters: int = 1, self_ensemble: int = 1) -> jnp.ndarray:
     """The whole method on an already-upsampled batch in [-1, 1]: noise to t, then restore.
 
     (params, schedule, lr-upsampled batch, t, key) → hr batch; jit/vmap it freely (``model``,
-    ``num_steps``, ``sampler`` are the static parts).
+    ``num_steps``, ``sampler``, ``self_ensemble`` are the static parts).
     """
     k_noise, k_sample = jax.random.split(key)
     noise = jax.random.normal(k_noise, x_up.shape, x_up.dtype)
     x_t = q_sample(schedule, x_up, jnp.broadcast_to(jnp.asarray(t, jnp.int32), x_up.shape[:1]), noise)
     return restore_batch(model, params, schedule, x_t, t, k_sample, num_steps=num_steps, sampler=sampler, eta=eta,
-                         guide=guide, guide_iters=guide_iters)
+                         guide=guide, guide_iters=guide_iters, self_ensemble=self_ensemble)
 
 
 def diffsr_from_lr(model, params, schedule: Schedule, lr: jnp.ndarray, t: jnp.ndarray, key: jax.Array,
                    *, out_hw: tuple[int, int], num_steps: int, sampler: str = "ddim", eta: float = 0.0,
-                   consistency_strength=None, lift: str = "pinv", guide_iters: int = 1) -> jnp.ndarray:
+                   consistency_strength=None, lift: str = "pinv", guide_iters: int = 1,
+                   self_ensemble: int = 1) -> jnp.ndarray:
     """Low-resolution batch in [-1, 1] → HR batch of size ``out_hw`` (static; must be divisible
     by the model's stride): bicubic upsample, then :func:`diffsr`. Pure, jit/vmap-able over t.
 
@@ -91,11 +96,13 @@ def diffsr_from_lr(model, params, schedule: Schedule, lr: jnp.ndarray, t: jnp.nd
         ops = consistency.image_operator(out_hw, lr.shape[1:3], lift)
         guide = whole_image_guide(ops, consistency.lift(ops, lr), consistency_strength)
     return diffsr(model, params, schedule, upsample(lr, out_hw), t, key, num_steps=num_steps,
-                  sampler=sampler, eta=eta, guide=guide, guide_iters=guide_iters)
+                  sampler=sampler, eta=eta, guide=guide, guide_iters=guide_iters, self_ensemble=self_ensemble)
 
 
-# One compiled program per (model, tile shape, num_steps, sampler); t, params and keys are traced.
-restore_batch_jit = jax.jit(restore_batch, static_argnames=("model", "num_steps", "sampler", "guide_iters"))
+# One compiled program per (model, tile shape, num_steps, sampler, ensemble size); t, params and keys
+# are traced.
+restore_batch_jit = jax.jit(restore_batch, static_argnames=("model", "num_steps", "sampler", "guide_iters",
+                                                            "self_ensemble"))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -195,12 +195,14 @@ def pad_rows(x: np.ndarray, multiple: int) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=None)
-def _sharded_restore_fn(mesh: Mesh, model, num_steps: int, sampler: str, eta: float, t_batched: bool):
+def _sharded_restore_fn(mesh: Mesh, model, num_steps: int, sampler: str, eta: float, t_batched: bool,
+                        self_ensemble: int = 1):
     # One compiled program per (mesh, model, statics), like pipeline.restore_batch_jit: a fresh
     # jax.jit of a fresh partial each call would never hit jit's cache.
     from diffsr_jax import pipeline
 
-    fn = functools.partial(pipeline.restore_batch, model, num_steps=num_steps, sampler=sampler, eta=eta)
+    fn = functools.partial(pipeline.restore_batch, model, num_steps=num_steps, sampler=sampler, eta=eta,
+                           self_ensemble=self_ensemble)
     rep, dat = replicated(mesh), batch_sharding(mesh)
     return jax.jit(fn, in_shardings=(rep, rep, dat, dat if t_batched else rep, rep), out_shardings=dat)
 
@@ -215,7 +217,7 @@ def _pad_batch(mesh: Mesh, x, t):
 
 
 def restore_batch(mesh: Mesh, model, params, schedule, x_t, t, key: jax.Array, *, num_steps: int,
-                  sampler: str = "ddim", eta: float = 0.0) -> np.ndarray:
+                  sampler: str = "ddim", eta: float = 0.0, self_ensemble: int = 1) -> np.ndarray:
     """:func:`pipeline.restore_batch` with the batch split over the mesh's ``data`` axis.
 
     ``x_t`` (B, H, W, C) and ``t`` (scalar or (B,)) are host arrays; B need not divide the device
@@ -225,29 +227,29 @@ def restore_batch(mesh: Mesh, model, params, schedule, x_t, t, key: jax.Array, *
     Returns a numpy array (B, H, W, C) on every process.
     """
     x_t, t, b = _pad_batch(mesh, x_t, t)
-    fn = _sharded_restore_fn(mesh, model, int(num_steps), sampler, float(eta), t.ndim == 1)
+    fn = _sharded_restore_fn(mesh, model, int(num_steps), sampler, float(eta), t.ndim == 1, int(self_ensemble))
     return to_host(fn(params, schedule, x_t, t, key))[:b]
 
 
 def diffsr_from_lr(mesh: Mesh, model, params, schedule, lr, t, key: jax.Array, *, out_hw: tuple[int, int],
-                   num_steps: int, sampler: str = "ddim", eta: float = 0.0) -> np.ndarray:
+                   num_steps: int, sampler: str = "ddim", eta: float = 0.0, self_ensemble: int = 1) -> np.ndarray:
     """Batch upscaling (:func:`pipeline.diffsr_from_lr`: bicubic up, noise to t, restore) split
     over ``data``; ``lr`` (B, h, w, C) in [-1, 1], ``t`` scalar or (B,). The injection noise is
     drawn for the padded batch, whose first B rows equal the unpadded draw under JAX's default
     partitionable threefry, so the result matches the unsharded call up to float rounding."""
     lr, t, b = _pad_batch(mesh, lr, t)
     fn = _sharded_diffsr_fn(mesh, model, tuple(int(s) for s in out_hw), int(num_steps), sampler, float(eta),
-                            t.ndim == 1)
+                            t.ndim == 1, int(self_ensemble))
     return to_host(fn(params, schedule, lr, t, key))[:b]
 
 
 @functools.lru_cache(maxsize=None)
 def _sharded_diffsr_fn(mesh: Mesh, model, out_hw: tuple, num_steps: int, sampler: str, eta: float,
-                       t_batched: bool):
+                       t_batched: bool, self_ensemble: int = 1):
     from diffsr_jax import pipeline
 
     fn = functools.partial(pipeline.diffsr_from_lr, model, out_hw=out_hw, num_steps=num_steps,
-                           sampler=sampler, eta=eta)
+                           sampler=sampler, eta=eta, self_ensemble=self_ensemble)
     rep, dat = replicated(mesh), batch_sharding(mesh)
     return jax.jit(fn, in_shardings=(rep, rep, dat, dat if t_batched else rep, rep), out_shardings=dat)
 

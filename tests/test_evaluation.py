@@ -113,20 +113,30 @@ def test_diffsr_names_and_kwarg_passthrough(monkeypatch):
     assert ev.parse_diffsr_name("diffsr@t=100") == ("t=100", {})
     assert ev.parse_diffsr_name("diffsr-cons@0.3") == ("0.3", {"consistency": 1.0, "colour_fix": "none"})
     assert ev.parse_diffsr_name("bicubic") is None
+    assert ev.parse_diffsr_name("diffsr-cons-ens4@t=9") == ("t=9", {"consistency": 1.0, "colour_fix": "none",
+                                                                      "self_ensemble": 4})
+    assert ev.parse_diffsr_name("bicubic-ens2") is None
+    with pytest.raises(ValueError, match="self-ensemble size"):
+        ev.parse_diffsr_name("diffsr-ens3")
     seen = []
 
-    def fake_upscale_array(image, out_hw, *, model, noise, steps, seed, tile, consistency=0.0, colour_fix="none"):
-        seen.append(dict(noise=noise, steps=steps, consistency=consistency, colour_fix=colour_fix))
+    def fake_upscale_array(image, out_hw, *, model, noise, steps, seed, tile, consistency=0.0, colour_fix="none",
+                           self_ensemble=1):
+        seen.append(dict(noise=noise, steps=steps, consistency=consistency, colour_fix=colour_fix,
+                         self_ensemble=self_ensemble))
         return np.zeros((*out_hw, 3), np.float32), {"t": 7, "steps": steps or 10}
 
     class FakeModel:
         num_timesteps = 100
 
     monkeypatch.setattr(api, "upscale_array", fake_upscale_array)
-    ms = ev.build_methods(["diffsr", "diffsr@t=30", "diffsr-cons-colour"], model_loader=FakeModel, steps=3)
+    ms = ev.build_methods(["diffsr", "diffsr@t=30", "diffsr-cons-colour", "diffsr-ens8"], model_loader=FakeModel,
+                          steps=3)
     for fn in ms.methods.values():
         fn(photo(8, 8), (16, 16))
-    assert seen[0] == dict(noise=("auto", None), steps=3, consistency=0.0, colour_fix="none")
+    assert seen[0] == dict(noise=("auto", None), steps=3, consistency=0.0, colour_fix="none", self_ensemble=1)
+    # plain Diff-SR with an ensemble is still the paper's method (consistency off), averaged
+    assert seen[3] == dict(noise=("auto", None), steps=3, consistency=0.0, colour_fix="none", self_ensemble=8)
     assert seen[1]["noise"] == ("step", 30)
     assert seen[2]["consistency"] == 1.0 and seen[2]["colour_fix"] == "wavelet"
     assert ms.methods["diffsr"].note == "t=7/100, 3 DDIM steps"

@@ -37,6 +37,7 @@ from scipy import ndimage
 from tqdm.auto import tqdm
 
 import common
+from diffsr_jax.defaults import SELF_ENSEMBLE_SIZES
 
 GAUSS_SIGMAS = (0.0, 0.3, 0.4, 0.5, 0.6, 0.7, 0.85, 1.0, 1.2, 1.4, 1.7, 2.0, 2.4, 2.8, 3.3, 4.0, 5.0, 6.0)
 TV_WEIGHT_MULTS = (0.1, 0.2, 0.35, 0.5, 0.7, 1.0, 1.4, 2.0)  # × the noise std in [0, 1] units
@@ -57,7 +58,7 @@ def parse_args(argv=None):
     p.add_argument("--sr-scale", type=float, default=4.0, help="scale of the Diff-SR vs Lanczos check")
     p.add_argument("--steps", type=int, default=None, help="Diff-SR DDIM steps; None = the library default")
     p.add_argument("--skip-sr", action="store_true", help="leave out the Diff-SR vs Lanczos check")
-    p.add_argument("--self-ensemble", type=int, choices=(1, 2, 4, 8), default=1,
+    p.add_argument("--self-ensemble", type=int, choices=SELF_ENSEMBLE_SIZES, default=1,
                    help="average ε over this many flips/rotations (diffsr_jax.ensemble), in x̂0 and Diff-SR")
     p.add_argument("--out", default=os.path.join("benchmarks", "results", "denoise_quality.jsonl"),
                    help="JSON-lines file the results are appended to")

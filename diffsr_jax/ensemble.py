@@ -4,8 +4,8 @@ A denoiser trained with flip and rot90 augmentation should be equivariant to tho
 but a finite model is only approximately so; its errors under different transforms are partly
 independent, so averaging g⁻¹ ε_θ(g x_t, t) over a group of transforms g cancels some of them.
 The average is still an ε-prediction for x_t, so every sampler and the consistency guide work
-unchanged (the injection-step table, calibrated without it, is reused as is). It costs n network evaluations per sampler step; on the
-step-12 400 model it raised one-step x0 PSNR by ≈0.2 dB (n = 2) to ≈0.35 dB (n = 8) at t = 100
+unchanged (the injection-step table, calibrated without it, is reused as is). It costs n network
+evaluations per sampler step; on the step-12 400 model it raised one-step x0 PSNR by ≈0.2 dB (n = 2) to ≈0.35 dB (n = 8) at t = 100
 (model card, "Self-ensemble").
 
 Sizes: 1 (off), 2 (identity + horizontal flip), 4 (+ the two transforms that also keep the
@@ -20,6 +20,7 @@ from typing import Callable
 import jax.numpy as jnp
 
 from diffsr_jax.defaults import SELF_ENSEMBLE_SIZES as SIZES
+
 EpsFn = Callable[[jnp.ndarray, jnp.ndarray], jnp.ndarray]
 
 

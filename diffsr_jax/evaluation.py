@@ -314,13 +314,12 @@ def parse_diffsr_name(name: str) -> Optional[tuple[str, dict]]:
     if base != "diffsr" and base not in DIFFSR_VARIANTS:
         return None
     if ens:
-        from diffsr_jax.defaults import SELF_ENSEMBLE_SIZES
+        from diffsr_jax import ensemble as ensemble_mod
 
-        n = int(ens.group(2))
-        if n not in SELF_ENSEMBLE_SIZES:
-            raise ValueError(f"bad Diff-SR method {name!r}: self-ensemble size must be one of "
-                             f"{', '.join(map(str, SELF_ENSEMBLE_SIZES))}")
-        extra["self_ensemble"] = n
+        try:
+            extra["self_ensemble"] = ensemble_mod.check_size(int(ens.group(2)))
+        except ValueError as e:
+            raise ValueError(f"bad Diff-SR method {name!r}: {e}") from None
     return (noise or "auto"), {**DIFFSR_VARIANTS.get(base, {}), **extra}
 
 

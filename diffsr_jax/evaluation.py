@@ -314,10 +314,10 @@ def parse_diffsr_name(name: str) -> Optional[tuple[str, dict]]:
     if base != "diffsr" and base not in DIFFSR_VARIANTS:
         return None
     if ens:
-        from diffsr_jax import ensemble as ensemble_mod
+        from diffsr_jax.ensemble import check_size
 
         try:
-            extra["self_ensemble"] = ensemble_mod.check_size(int(ens.group(2)))
+            extra["self_ensemble"] = check_size(int(ens.group(2)))
         except ValueError as e:
             raise ValueError(f"bad Diff-SR method {name!r}: {e}") from None
     return (noise or "auto"), {**DIFFSR_VARIANTS.get(base, {}), **extra}

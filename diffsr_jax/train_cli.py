@@ -3,8 +3,11 @@
     python train.py --config configs/cpu.py --workdir runs/cpu
     python train.py --config configs/cpu.py --workdir runs/cpu --config.train.num_steps=2000
     python train.py --config configs/cpu.py --workdir runs/cpu --export_to checkpoints/new_model
+    python train.py --config configs/cpu.py --workdir runs/cpu --export_to cand --export_only
 
 Re-running the same command resumes from the newest complete checkpoint in --workdir.
+--export_only exports that checkpoint's EMA params without training: safe beside the run that is
+still writing to --workdir (it only reads a committed checkpoint).
 Runs on all local devices; for several processes/hosts see README "Scaling out" (--distributed).
 """
 
@@ -18,6 +21,9 @@ _CONFIG = config_flags.DEFINE_config_file("config", "configs/cpu.py", "Training 
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints and metrics (resumed if present).")
 _EXPORT = flags.DEFINE_string("export_to", None, "After training, export EMA params here for inference.")
+_EXPORT_ONLY = flags.DEFINE_bool(
+    "export_only", False, "With --export_to: export the newest checkpoint in --workdir without training "
+    "(works while another process is still training in --workdir).")
 _PROGRESS = flags.DEFINE_bool("progress", True, "Show a progress bar.")
 _DISTRIBUTED = flags.DEFINE_enum(
     "distributed", "auto", ["auto", "on", "off"],
@@ -35,14 +41,16 @@ def _main(argv):
 
     if not _WORKDIR.value:
         raise app.UsageError("--workdir is required")
+    if _EXPORT_ONLY.value and not _EXPORT.value:
+        raise app.UsageError("--export_only needs --export_to DIR")
     # Before anything touches a device: the runtime must know every process first.
     multi_process = sharding.maybe_initialize_distributed(_DISTRIBUTED.value)
     if multi_process and _EXPORT.value:
         raise app.UsageError("--export_to needs a single process: train with several, then rerun the "
-                             "same command as one process with --export_to (it resumes, finds the run "
-                             "finished, and exports)")
+                             "same command as one process with --export_to --export_only")
     try:
-        train_lib.train_and_evaluate(_CONFIG.value, _WORKDIR.value, progress=_PROGRESS.value)
+        if not _EXPORT_ONLY.value:
+            train_lib.train_and_evaluate(_CONFIG.value, _WORKDIR.value, progress=_PROGRESS.value)
         if _EXPORT.value:
             path = train_lib.export_latest(_CONFIG.value, _WORKDIR.value, _EXPORT.value)
             print(f"exported EMA params to {path}")
@@ -58,7 +66,7 @@ def main():
     sys.path.insert(0, os.getcwd())
     # absl's --help lists only the key flags of the main module (keyed by sys.argv[0]); ours are
     # defined here, so register them for it (covers train.py and the diffsr-train script).
-    for name in ("config", "workdir", "export_to", "progress", "distributed"):
+    for name in ("config", "workdir", "export_to", "export_only", "progress", "distributed"):
         flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS[name])
     app.run(_main)
 

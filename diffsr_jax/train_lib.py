@@ -166,6 +166,16 @@ def make_train_step(model, schedule: Schedule, optimizer, *, ema_decay: float, e
                    out_shardings=(state_sh, rep), donate_argnums=0)
 
 
+WARM_START_FILE = "warm_start.json"
+
+
+def _write_json(path: str, obj: dict) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2)
+    os.replace(tmp, path)
+
+
 def warm_start(state: TrainState, model_dir: str) -> TrainState:
     """Params and EMA from an exported model (the repo ships EMA params only, so a later session
     continues the campaign from them with a fresh optimizer state; the step count restarts)."""
@@ -280,6 +290,10 @@ def train_and_evaluate(config, workdir: str, *, progress: bool = True,
         if tc.get("init_from"):
             state = jax.device_put(warm_start(state, tc.init_from), state_sh)
             print(f"warm-started params and EMA from {tc.init_from}", file=sys.stderr)
+            if main_process:  # the step count restarts: keep where the params came from
+                _write_json(os.path.join(workdir, WARM_START_FILE),
+                            {"from": os.path.abspath(tc.init_from),
+                             "from_step": checkpointing.read_model_meta(tc.init_from).get("step")})
     else:
         start = int(state.step)
         if resumed_here:
@@ -352,6 +366,11 @@ def export_latest(config, workdir: str, export_dir: str, extra: Optional[dict] =
     manager.close()
     if state is None:
         raise checkpointing.CheckpointError(f"no training checkpoint in {workdir}/checkpoints")
-    info = {"step": int(state.step), "train_config": json.loads(config.to_json()), **(extra or {})}
+    info = {"step": int(state.step), "train_config": json.loads(config.to_json())}
+    warm = os.path.join(workdir, WARM_START_FILE)
+    if os.path.exists(warm):  # a warm-started run: its step counts from the init model's params
+        with open(warm) as f:
+            info["warm_start"] = json.load(f)
+    info.update(extra or {})
     return checkpointing.export_model(export_dir, state.ema_params, model_hparams(config),
                                       schedule_spec(config), extra=info)

@@ -117,6 +117,12 @@ def test_export_and_warm_start(tiny_config, tmp_path):
                                        jax.random.key(9), (16, 16, 3))
     warm = train_lib.warm_start(fresh, out)
     assert _leaves_close(warm.params, state.ema_params) and _leaves_close(warm.ema_params, state.ema_params)
+    # A run warm-started from that export restarts its step count; its exports say where from.
+    c.train.init_from = out
+    train_lib.train_and_evaluate(c, str(tmp_path / "w2"), progress=False)
+    meta = checkpointing.read_model_meta(train_lib.export_latest(c, str(tmp_path / "w2"), str(tmp_path / "m2")))
+    assert meta["step"] == 2
+    assert meta["warm_start"] == {"from": os.path.abspath(out), "from_step": 2}
 
 
 def test_train_cli_killed_then_resumed(image_folder, tmp_path):
@@ -141,4 +147,11 @@ def test_train_cli_killed_then_resumed(image_folder, tmp_path):
                           capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"resumed from step {killed_at}" in done.stderr
+    assert checkpointing.make_manager(str(ckpt)).latest_step() == killed_at + 2
+    # --export_only: the newest checkpoint's EMA, no training (a larger num_steps is not run).
+    exported = subprocess.run(args + ["--config.train.num_steps=100000", "--export_only",
+                                      f"--export_to={tmp_path / 'model'}"],
+                              cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    assert checkpointing.read_model_meta(str(tmp_path / "model"))["step"] == killed_at + 2
     assert checkpointing.make_manager(str(ckpt)).latest_step() == killed_at + 2

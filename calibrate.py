@@ -7,9 +7,11 @@
 training run.)
 
 Rules (see diffsr_jax/prf.py): ``empirical-lpips`` restores a scale × t × image grid in one
-compiled call and keeps the least t whose mean LPIPS is within one standard error of the lowest
-(``--pick``); ``analytic`` uses the paper's
-Perceptual Recoverable Field (signature and fidelity losses). Refuses to overwrite an existing
+compiled call, measures mean LPIPS and PSNR per cell and ships, by default (``--pick lpips-psnr``),
+the t that minimises mean LPIPS + k·(the grid's best PSNR − PSNR) with k = 0.012 LPIPS per dB;
+``analytic`` uses the paper's Perceptual Recoverable Field (signature and fidelity losses).
+``--repick prf.json`` re-derives the shipped t of an existing table from its stored measurements
+(no sweep; seconds). Refuses to overwrite an existing
 output unless --overwrite; writes atomically.
 
 The defaults are the evaluation protocol applied to training photos: 16 photos pooled from CBSD68
@@ -18,11 +20,12 @@ and degraded as Table 1 degrades them (PIL bicubic on 8-bit RGB), restored with 
 step count (2 DDIM steps). Which photos are used matters far more than how the LR is made: with
 the step-7000 model and the same 8 crops, JAX-float vs PIL-8-bit LR changed no t*, while 8 other
 photos moved the consistent mode's t* from 0.1·T to 0.025–0.05·T (README "Choosing the noise
-level"). The output lists, per scale, the grid steps the calibration images cannot tell apart from
-t* (within one paired standard error), and by default ships the smallest of them (``--pick one-se``,
-the one-standard-error rule: the least noise the measurement cannot tell from the best; ``--pick
-argmin`` ships the argmin). ``--framing crop --degradation jax --data CBSD68 --images 8 --pick
-argmin`` is the earlier protocol.
+level"). The output lists, per scale, the LPIPS argmin and the grid steps the calibration images
+cannot tell apart from it (within one paired standard error). ``--pick one-se`` ships the smallest
+of those (the one-standard-error rule, the default until 2026-11-28: it ships the same table for
+the bundled model, but LPIPS alone drifts to more noise as the denoiser improves; README "Choosing
+the noise level"), ``--pick argmin`` the argmin. ``--framing crop --degradation jax --data CBSD68
+--images 8 --pick argmin`` is the earlier protocol.
 
 ``--consistency λ`` calibrates the data-consistent mode instead (a consistent run tolerates a
 larger t): its table is stored under ``"modes": {"consistent": ...}`` of the existing prf.json,
@@ -69,10 +72,18 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--consistency", type=float, default=0.0, metavar="λ",
                     help="calibrate the data-consistent mode with this strength (stored under modes.consistent)")
     ap.add_argument("--lift", choices=("pinv", "bicubic"), default="pinv", help="lift of the consistent mode")
-    ap.add_argument("--pick", choices=("one-se", "argmin"), default="one-se",
-                    help="empirical rule: which measured step ships — one-se: the smallest t within one "
+    ap.add_argument("--pick", choices=("lpips-psnr", "one-se", "argmin"), default="lpips-psnr",
+                    help="empirical rule: which measured step ships — lpips-psnr: the t minimising mean "
+                         "LPIPS + k·(best PSNR − PSNR), k = --psnr-weight; one-se: the smallest t within one "
                          "paired standard error of the LPIPS argmin (the one-standard-error rule); "
-                         "argmin: the argmin itself (both are stored)")
+                         "argmin: the LPIPS argmin itself (argmin and tied steps are always stored)")
+    ap.add_argument("--psnr-weight", type=float, default=None, metavar="k",
+                    help="LPIPS per dB of PSNR for --pick lpips-psnr (default: diffsr_jax.prf.DEFAULT_PSNR_WEIGHT, "
+                         "0.012)")
+    ap.add_argument("--repick", default=None, metavar="PRF_JSON",
+                    help="run no sweep: re-derive the shipped t of an existing calibration table (both modes) "
+                         "from the measurements it stores with --pick/--psnr-weight, and write it to --out "
+                         "(default: the same file, which needs --overwrite)")
     ap.add_argument("--tolerance", type=float, default=0.0, metavar="ε",
                     help="with --pick argmin: pick the smallest t whose mean LPIPS is within ε of the best "
                          "instead (0 = the argmin)")
@@ -96,8 +107,39 @@ def write_json_atomic(path: str, obj: dict) -> None:
         raise
 
 
+def repick_file(args) -> int:
+    from diffsr_jax import prf
+
+    out = args.out or args.repick
+    if os.path.exists(out) and not args.overwrite:
+        print(f"error: {out} exists; pass --overwrite to replace it", file=sys.stderr)
+        return 2
+    try:
+        with open(args.repick) as f:
+            table = prf.repick(json.load(f), args.pick, _psnr_weight(args))
+    except (OSError, ValueError, KeyError) as e:
+        print(f"error: cannot re-pick {args.repick}: {e!r}", file=sys.stderr)
+        return 2
+    write_json_atomic(out, table)
+    for name, t in (("plain", table), *table.get("modes", {}).items()):
+        print(f"{name}: t = {t['t']} at scales {t['scales']} ({t.get('pick', t['rule'])})")
+    print(f"wrote {out}")
+    return 0
+
+
+def _psnr_weight(args) -> float:
+    from diffsr_jax.prf import DEFAULT_PSNR_WEIGHT  # numpy + JAX: imported only when needed
+
+    return DEFAULT_PSNR_WEIGHT if args.psnr_weight is None else args.psnr_weight
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if args.psnr_weight is not None and (args.pick != "lpips-psnr" or not args.psnr_weight >= 0):
+        print("error: --psnr-weight needs --pick lpips-psnr and a value >= 0", file=sys.stderr)
+        return 2
+    if args.repick:
+        return repick_file(args)
     out = args.out or os.path.join(args.checkpoint, "prf.json")
     consistent = args.consistency > 0
     if not 0.0 <= args.consistency <= 1.0:
@@ -137,7 +179,8 @@ def main(argv=None) -> int:
                                    t_fractions=[0.0, *args.t_grid], num_steps=args.steps, seed=args.seed,
                                    omega=args.omega, variance=args.variance, chunk=args.chunk,
                                    sweep_options=options, tolerance=args.tolerance,
-                                   degradation=args.degradation, pick=args.pick)
+                                   degradation=args.degradation, pick=args.pick,
+                                   psnr_weight=_psnr_weight(args))
     table["calibration"] = {"checkpoint": os.path.relpath(os.path.abspath(args.checkpoint), REPO),
                             "checkpoint_step": model.meta.get("step"),
                             "data": [os.path.relpath(os.path.abspath(d), REPO) for d in args.data],

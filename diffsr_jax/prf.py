@@ -12,7 +12,8 @@ t* = argmin_t L^S_t + ω L^F_t inside it. Units: both curves are KL divergences 
 depend on the crop size used for calibration.
 
 **Empirical.** Restore a grid (scales × t × images) and measure PSNR, SSIM, LPIPS-Alex and
-low/high-frequency errors; t* = argmin of mean LPIPS.
+low/high-frequency errors; the LPIPS argmin is t_best, and the step that ships follows a pick
+rule (:data:`PICKS`; default: the best LPIPS-for-PSNR trade at a fixed exchange rate).
 
 Why the sweep is built the way it is:
 
@@ -38,6 +39,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import functools
+import json
 import os
 from typing import Optional, Sequence
 
@@ -661,8 +663,18 @@ RULES = {
                        "follows 'pick'); prf = grid steps t > 0 whose mean LPIPS beats t = 0 (bicubic)",
 }
 
+# The exchange rate of the "lpips-psnr" pick, in LPIPS per dB: the geometric centre of the
+# interval [0.0097, 0.0149) in which the rule ships the bundled step-16 000 model's one-SE table
+# unchanged in both modes and gives the trunk's step 19 500 that same consistent table (model card,
+# "Calibration pick rule"). Fixed before any later candidate was calibrated.
+DEFAULT_PSNR_WEIGHT = 0.012
+
 # How the empirical rule turns its measurements into the shipped t (the argmin is always stored).
 PICKS = {
+    "lpips-psnr": "the grid step minimising mean LPIPS + k·(the grid's highest mean PSNR − mean PSNR), "
+                  "k = psnr_weight LPIPS per dB: more noise must buy at least k of LPIPS for each dB "
+                  "of PSNR it costs (a better denoiser's small-t outputs are smoother, so LPIPS alone "
+                  "drifts to more noise as the model improves)",
     "one-se": "the smallest grid step whose mean LPIPS is within one paired standard error of the "
               "argmin's (the one-standard-error rule: among steps the calibration images cannot tell "
               "apart, the least noise, i.e. the most fidelity to the input)",
@@ -670,15 +682,70 @@ PICKS = {
 }
 
 
-def picked_steps(t_best: Sequence[int], t_tied: Sequence[Sequence[int]], pick: str) -> list[int]:
-    """Per scale, the step that ships (see :data:`PICKS`): the argmin, or the smallest step tied with
+def weighted_steps(t_values: Sequence[int], lpips_mean, psnr_mean, psnr_weight: float,
+                   decimals: int = 4) -> list[int]:
+    """Per scale, argmin over the grid of mean LPIPS + psnr_weight · (max mean PSNR − mean PSNR)
+    (``lpips_mean``, ``psnr_mean``: (S, Tn)); ties, after rounding to ``decimals`` (as
+    :func:`empirical_fields` rounds), go to the smaller t. psnr_weight = 0 is the LPIPS argmin."""
+    if not psnr_weight >= 0:
+        raise ValueError(f"psnr_weight must be >= 0, got {psnr_weight}")
+    lp, ps = np.asarray(lpips_mean, np.float64), np.asarray(psnr_mean, np.float64)
+    t_values = np.asarray(t_values)
+    if lp.shape != ps.shape or lp.shape[-1] != len(t_values):
+        raise ValueError(f"lpips {lp.shape} and psnr {ps.shape} must both be (scales, {len(t_values)})")
+    if not np.all(np.diff(t_values) > 0):
+        raise ValueError("t_values must be strictly increasing")
+    score = np.round(lp + psnr_weight * (ps.max(axis=-1, keepdims=True) - ps), decimals)
+    return [int(t_values[int(np.argmin(row))]) for row in score]
+
+
+def picked_steps(t_best: Sequence[int], t_tied: Sequence[Sequence[int]], pick: str, *,
+                 t_values=None, lpips_mean=None, psnr_mean=None,
+                 psnr_weight: float = DEFAULT_PSNR_WEIGHT) -> list[int]:
+    """Per scale, the step that ships (see :data:`PICKS`): the argmin; the smallest step tied with
     it — one standard error is the resolution of the measurement, and within it less noise keeps
-    more of the input."""
+    more of the input; or (``lpips-psnr``, which needs the grid ``t_values`` and the (S, Tn) means)
+    the best LPIPS-for-PSNR trade at ``psnr_weight``."""
     if pick not in PICKS:
         raise ValueError(f"pick must be one of {', '.join(PICKS)}")
     if pick == "argmin":
         return [int(t) for t in t_best]
-    return [int(min(tied)) for tied in t_tied]
+    if pick == "one-se":
+        return [int(min(tied)) for tied in t_tied]
+    if t_values is None or lpips_mean is None or psnr_mean is None:
+        raise ValueError("pick 'lpips-psnr' needs t_values, lpips_mean and psnr_mean")
+    return weighted_steps(t_values, lpips_mean, psnr_mean, psnr_weight)
+
+
+def _apply_pick(table: dict, pick: str, psnr_weight: float) -> dict:
+    """Sets the shipped steps of an empirical table (its t_best, t_tied, metrics, metrics_t and prf
+    are the measurements) from ``pick``; returns the table."""
+    m = table["metrics"]
+    shipped = picked_steps(table["t_best"], table["t_tied"], pick, t_values=table["metrics_t"],
+                           lpips_mean=m["lpips"], psnr_mean=m["psnr"], psnr_weight=psnr_weight)
+    table["pick"], table["pick_text"] = pick, PICKS[pick]
+    if pick == "lpips-psnr":
+        table["psnr_weight"] = float(psnr_weight)
+    else:
+        table.pop("psnr_weight", None)
+    table["t"] = shipped
+    table["noise_fraction"] = [t / table["T"] for t in shipped]
+    return table
+
+
+def repick(table: dict, pick: str, psnr_weight: float = DEFAULT_PSNR_WEIGHT) -> dict:
+    """A copy of a calibration table (what calibrate.py writes; both modes) whose shipped steps
+    follow ``pick``, re-derived from the measurements it stores: no sweep is run. A mode of the
+    analytic rule carries no sweep and is left as it is; a table with no empirical mode is refused."""
+    out = json.loads(json.dumps(table))
+    empirical = [t for t in (out, *out.get("modes", {}).values())
+                 if t.get("rule") == "empirical-lpips" and "metrics" in t]
+    if not empirical:
+        raise ValueError("no empirical-lpips table with stored metrics to re-pick (the analytic rule "
+                         "stores no sweep)")
+    for t in empirical:
+        _apply_pick(t, pick, psnr_weight)
+    return out
 
 
 def _jsonable_intervals(intervals):
@@ -688,7 +755,8 @@ def _jsonable_intervals(intervals):
 def calibrate(model, params, schedule: Schedule, hr_images, scales: Sequence[float], *, rule: str,
               t_fractions: Sequence[float], num_steps: int, seed: int = 0, omega: float = OMEGA,
               variance: str = "ddpm", chunk: int = 16, sweep_options: Optional[dict] = None,
-              tolerance: float = 0.0, degradation: str = "jax", pick: str = "one-se"):
+              tolerance: float = 0.0, degradation: str = "jax", pick: str = "lpips-psnr",
+              psnr_weight: float = DEFAULT_PSNR_WEIGHT):
     """→ (table, AnalyticResult, SweepResult or None). The table holds what ``api`` reads ("scales",
     "noise_fraction" = t*/T) plus "t", "prf" (inclusive step intervals per scale, null when empty),
     the rule and the analytic curves' summary (always computed: it costs ~T/25 forward passes).
@@ -697,7 +765,8 @@ def calibrate(model, params, schedule: Schedule, hr_images, scales: Sequence[flo
     :func:`empirical_fields` (empirical rule only; stored in the table when non-zero).
     ``degradation``: how the LR inputs are made from the HR crops (see :func:`downscale`).
     ``pick`` (empirical rule): which measured step ships as "t" — see :data:`PICKS`; the argmin (or,
-    with ``tolerance``, its pick) is kept as "t_best" and the steps tied with it as "t_tied"."""
+    with ``tolerance``, its pick) is kept as "t_best" and the steps tied with it as "t_tied";
+    ``psnr_weight`` is the exchange rate of the ``lpips-psnr`` pick."""
     if rule not in RULES:
         raise ValueError(f"rule must be one of {', '.join(RULES)}")
     if pick not in PICKS:
@@ -732,12 +801,11 @@ def calibrate(model, params, schedule: Schedule, hr_images, scales: Sequence[flo
             table["tolerance"] = float(tolerance)
         table["t_best"] = [f["t_star"] for f in fields]
         table["t_tied"] = tied_with_best(sw, table["t_best"])
-        shipped = picked_steps(table["t_best"], table["t_tied"], pick)
-        fields = [dict(f, t_star=t) for f, t in zip(fields, shipped)]
-        table["pick"], table["pick_text"] = pick, PICKS[pick]
-        chosen = [(f["t_star"], _jsonable_intervals(f["prf"])) for f in fields]
         table["metrics"] = {name: [[round(float(v), 5) for v in row] for row in sw.mean(name)] for name in METRICS}
         table["metrics_t"] = [int(t) for t in sw.t]
+        # The pick reads the stored (rounded) means, so `repick` of this table reproduces it.
+        shipped = _apply_pick(table, pick, psnr_weight)["t"]
+        chosen = [(t, _jsonable_intervals(f["prf"])) for f, t in zip(fields, shipped)]
     table["t"] = [t for t, _ in chosen]
     table["noise_fraction"] = [t / T for t, _ in chosen]
     table["prf"] = [p for _, p in chosen]

@@ -256,6 +256,47 @@ def test_picked_steps_one_se_ships_the_least_noise_tied_with_the_argmin():
         prf.picked_steps([25], [[25]], "median")
 
 
+def test_lpips_psnr_pick_trades_lpips_for_psnr_at_its_exchange_rate():
+    t = [0, 50, 100, 200]
+    lp = [[0.20, 0.100, 0.095, 0.092]]   # LPIPS keeps falling a little with more noise ...
+    ps = [[30.0, 29.6, 29.3, 28.3]]      # ... while each step costs PSNR
+    # 50 → 100 buys 0.005 LPIPS for 0.3 dB (0.017/dB), 100 → 200 0.003 for 1 dB (0.003/dB).
+    assert prf.weighted_steps(t, lp, ps, 0.0) == [200]          # k = 0: the LPIPS argmin
+    assert prf.weighted_steps(t, lp, ps, 0.012) == [100]
+    assert prf.weighted_steps(t, lp, ps, 0.02) == [50]
+    assert prf.weighted_steps(t, lp, ps, 10.0) == [0]           # PSNR only: no noise
+    assert prf.picked_steps([200], [[200]], "lpips-psnr", t_values=t, lpips_mean=lp, psnr_mean=ps) == [100]
+    with pytest.raises(ValueError, match="needs"):
+        prf.picked_steps([200], [[200]], "lpips-psnr")
+    with pytest.raises(ValueError, match="psnr_weight"):
+        prf.weighted_steps(t, lp, ps, -1.0)
+    with pytest.raises(ValueError, match="increasing"):
+        prf.weighted_steps(t[::-1], lp, ps, 0.01)
+
+
+def test_repick_rederives_shipped_steps_from_stored_measurements():
+    """The bundled table re-picked by each rule: lpips-psnr (its rule) reproduces it exactly, one-se
+    gives the same steps (the interval the exchange rate was chosen in), argmin the LPIPS argmin;
+    the input is not modified, and analytic tables (no sweep stored) are refused."""
+    from diffsr_jax import api
+
+    table = api.read_noise_table(api.DEFAULT_CHECKPOINT)
+    assert table["pick"] == "lpips-psnr" and table["psnr_weight"] == prf.DEFAULT_PSNR_WEIGHT
+    same = prf.repick(table, "lpips-psnr")
+    assert same == table
+    one_se = prf.repick(table, "one-se")
+    for a, b in ((one_se, table), (one_se["modes"]["consistent"], table["modes"]["consistent"])):
+        assert a["t"] == b["t"] and a["pick"] == "one-se" and "psnr_weight" not in a
+    argmin = prf.repick(table, "argmin")["modes"]["consistent"]
+    assert argmin["t"] == table["modes"]["consistent"]["t_best"]
+    assert argmin["noise_fraction"] == [t / table["T"] for t in argmin["t"]]
+    assert table["pick"] == "lpips-psnr"                       # a copy was changed, not the input
+    with pytest.raises(ValueError, match="empirical"):
+        prf.repick(dict(table, rule="analytic", modes={}), "argmin")
+    analytic_plain = prf.repick(dict(table, rule="analytic"), "argmin")   # only the consistent mode
+    assert analytic_plain["t"] == table["t"] and analytic_plain["pick"] == "lpips-psnr"
+
+
 def test_load_crops_framings_and_pooled_folders(image_folder, tmp_path):
     from diffsr_jax import evaluation
     from diffsr_jax.data import load_image_rgb
@@ -322,7 +363,9 @@ def test_calibrate_consistent_mode_is_stored_beside_the_plain_table(tiny_model_d
     assert table["t"] == plain["t"] and cons["options"]["consistency"] == 1.0 and cons["rule"] == "empirical-lpips"
     assert set(cons["t"]) <= {0, 10, 50} and len(cons["metrics"]["psnr"]) == 2
     assert [t in tied for t, tied in zip(cons["t_best"], cons["t_tied"])] == [True, True]  # t* ties with itself
-    assert cons["pick"] == "one-se" and cons["t"] == [min(tied) for tied in cons["t_tied"]]
+    assert cons["pick"] == "lpips-psnr" and cons["psnr_weight"] == prf.DEFAULT_PSNR_WEIGHT
+    m = cons["metrics"]
+    assert cons["t"] == prf.weighted_steps(cons["metrics_t"], m["lpips"], m["psnr"], prf.DEFAULT_PSNR_WEIGHT)
     assert calibrate.main(base + ["--consistency", "1"]) == 2          # already there: needs --overwrite
     assert api.noise_table_for(table, True) is cons and api.noise_table_for(table, False) is table
     assert calibrate.main(base + ["--rule", "analytic", "--overwrite"]) == 0
@@ -331,6 +374,16 @@ def test_calibrate_consistent_mode_is_stored_beside_the_plain_table(tiny_model_d
     assert calibrate.main(base + ["--consistency", "1", "--overwrite", "--pick", "argmin"]) == 0
     argmin = json.load(open(out))["modes"]["consistent"]
     assert argmin["pick"] == "argmin" and argmin["t"] == argmin["t_best"] == cons["t_best"]
+    # --repick: no sweep, the stored measurements re-picked (in place only with --overwrite; the
+    # analytic plain table is left as it is).
+    assert calibrate.main(["--repick", out, "--pick", "one-se"]) == 2
+    assert calibrate.main(["--repick", out, "--pick", "one-se", "--overwrite"]) == 0
+    assert json.load(open(out))["rule"] == "analytic"
+    one_se = json.load(open(out))["modes"]["consistent"]
+    assert one_se["pick"] == "one-se" and one_se["t"] == [min(tied) for tied in one_se["t_tied"]]
+    assert calibrate.main(["--repick", out, "--overwrite", "--pick", "argmin", "--psnr-weight", "0.1"]) == 2
+    assert calibrate.main(["--repick", out, "--out", str(tmp_path / "re.json"), "--psnr-weight", "0"]) == 0
+    assert json.load(open(tmp_path / "re.json"))["modes"]["consistent"]["t"] == cons["t_best"]  # k = 0: argmin
 
 
 def test_shipped_table_t_star_grows_with_scale():
@@ -343,6 +396,7 @@ def test_shipped_table_t_star_grows_with_scale():
         assert np.all(np.diff(t) >= 0), mode["t"]
         # Plain: more noise pays at larger scales. Consistent (measured): one t* can be best at every
         # scale (0.1 T for the step-7000 model, 0.2 T argmin for step 16 000, which ships
-        # 0.05 / 0.1 / 0.2 / 0.2 T by the one-SE rule), so only monotonicity is required there.
+        # 0.05 / 0.1 / 0.2 / 0.2 T by the lpips-psnr and one-SE rules alike), so only
+        # monotonicity is required there.
         assert (t[-1] > t[0]) or not strictly, mode["t"]
         assert mode["noise_fraction"] == [x / table["T"] for x in mode["t"]]

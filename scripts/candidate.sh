@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Measure a training run's newest EMA params as a release candidate, the way the bundled model was
+# measured (model card, "Shipping a checkpoint"): export without stopping the run, the denoiser
+# yardstick, its own calibration (both modes), and Table 1's Diff-SR rows with that calibration.
+#
+#   scripts/candidate.sh WORKDIR OUT [CONFIG]      # e.g. scripts/candidate.sh runs/cpu2 runs/cand_4000
+#
+# OUT must not exist. Everything lands in OUT: params/ + model.json (the export), prf.json (the
+# calibration), denoise_quality.{md,jsonl}, table1/. About 25 min on 2 CPU cores with nothing else
+# running (pause a training run beside it: `pkill -STOP -f train.py`, then `pkill -CONT -f train.py`).
+# UPTO=yardstick or UPTO=calibration stops after that stage (default: all three).
+set -euo pipefail
+if [ $# -lt 2 ]; then
+  sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' >&2
+  exit 2
+fi
+workdir=$(realpath -m "$1") out=$(realpath -m "$2") config=$(realpath -m "${3:-configs/cpu.py}")
+py=${PYTHON:-python}
+cd "$(dirname "$0")/.."   # the repo root: train.py's configs import from it
+if [ -e "$out" ]; then echo "error: $out exists; pick a new folder" >&2; exit 2; fi
+"$py" train.py --config "$config" --workdir "$workdir" --export_to "$out" --export_only --progress=false
+# --skip-sr: the export has no noise table yet (its auto t would be a fallback); Table 1 below
+# measures Diff-SR with the candidate's own calibration instead.
+"$py" benchmarks/denoise_quality.py --checkpoint "$out" --skip-sr --out "$out/denoise_quality.jsonl" \
+  | tee "$out/denoise_quality.md"
+upto=${UPTO:-table1}
+case $upto in yardstick|calibration|table1) ;; *) echo "error: UPTO=$upto" >&2; exit 2;; esac
+if [ "$upto" != yardstick ]; then
+  "$py" calibrate.py --checkpoint "$out"
+  "$py" calibrate.py --checkpoint "$out" --consistency 1
+fi
+if [ "$upto" = table1 ]; then
+  "$py" evaluate.py --checkpoint "$out" --lpips-nets alex --ablations none \
+    --methods diffsr diffsr-cons-colour --out-dir "$out/table1"
+fi
+echo "candidate in $out: compare denoise_quality.md with the model card and table1/ with benchmarks/results/table1.md"

@@ -17,14 +17,14 @@ fi
 workdir=$(realpath -m "$1") out=$(realpath -m "$2") config=$(realpath -m "${3:-configs/cpu.py}")
 py=${PYTHON:-python}
 cd "$(dirname "$0")/.."   # the repo root: train.py's configs import from it
+upto=${UPTO:-table1}
+case $upto in yardstick|calibration|table1) ;; *) echo "error: UPTO=$upto (yardstick, calibration or table1)" >&2; exit 2;; esac
 if [ -e "$out" ]; then echo "error: $out exists; pick a new folder" >&2; exit 2; fi
 "$py" train.py --config "$config" --workdir "$workdir" --export_to "$out" --export_only --progress=false
 # --skip-sr: the export has no noise table yet (its auto t would be a fallback); Table 1 below
 # measures Diff-SR with the candidate's own calibration instead.
 "$py" benchmarks/denoise_quality.py --checkpoint "$out" --skip-sr --out "$out/denoise_quality.jsonl" \
   | tee "$out/denoise_quality.md"
-upto=${UPTO:-table1}
-case $upto in yardstick|calibration|table1) ;; *) echo "error: UPTO=$upto" >&2; exit 2;; esac
 if [ "$upto" != yardstick ]; then
   "$py" calibrate.py --checkpoint "$out"
   "$py" calibrate.py --checkpoint "$out" --consistency 1

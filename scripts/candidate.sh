@@ -33,4 +33,5 @@ if [ "$upto" = table1 ]; then
   "$py" evaluate.py --checkpoint "$out" --lpips-nets alex --ablations none \
     --methods diffsr diffsr-cons-colour --out-dir "$out/table1"
 fi
-echo "candidate in $out: compare denoise_quality.md with the model card and table1/ with benchmarks/results/table1.md"
+echo "candidate in $out: compare denoise_quality.md with the model card's quality table, and Table 1 with"
+echo "  $py benchmarks/compare_tables.py benchmarks/results/table1.csv $out/table1/table1.csv"

@@ -1,5 +1,5 @@
-"""Release tools: scripts/candidate.sh refuses what it cannot do before any work (its stages are
-CLIs, tested elsewhere; running them needs ../shared's evaluation sets)."""
+"""Release tools: scripts/candidate.sh refuses what it cannot do before any work (its stages are the
+project's own CLIs, tested elsewhere; running them needs ../shared), and benchmarks/compare_tables.py."""
 
 import os
 import subprocess

@@ -291,9 +291,10 @@ def train_and_evaluate(config, workdir: str, *, progress: bool = True,
             state = jax.device_put(warm_start(state, tc.init_from), state_sh)
             print(f"warm-started params and EMA from {tc.init_from}", file=sys.stderr)
             if main_process:  # the step count restarts: keep where the params came from
+                meta = checkpointing.read_model_meta(tc.init_from)  # a warm-started export counts all
                 _write_json(os.path.join(workdir, WARM_START_FILE),
                             {"from": os.path.abspath(tc.init_from),
-                             "from_step": checkpointing.read_model_meta(tc.init_from).get("step")})
+                             "from_step": meta.get("total_steps", meta.get("step"))})
     else:
         start = int(state.step)
         if resumed_here:
@@ -371,6 +372,8 @@ def export_latest(config, workdir: str, export_dir: str, extra: Optional[dict] =
     if os.path.exists(warm):  # a warm-started run: its step counts from the init model's params
         with open(warm) as f:
             info["warm_start"] = json.load(f)
+        if isinstance(info["warm_start"].get("from_step"), int):
+            info["total_steps"] = info["warm_start"]["from_step"] + info["step"]
     info.update(extra or {})
     return checkpointing.export_model(export_dir, state.ema_params, model_hparams(config),
                                       schedule_spec(config), extra=info)

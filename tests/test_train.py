@@ -122,7 +122,7 @@ def test_export_and_warm_start(tiny_config, tmp_path):
     train_lib.train_and_evaluate(c, str(tmp_path / "w2"), progress=False)
     meta = checkpointing.read_model_meta(train_lib.export_latest(c, str(tmp_path / "w2"), str(tmp_path / "m2")))
     assert meta["step"] == 2
-    assert meta["warm_start"] == {"from": os.path.abspath(out), "from_step": 2}
+    assert meta["warm_start"] == {"from": os.path.abspath(out), "from_step": 2} and meta["total_steps"] == 4
 
 
 def test_train_cli_killed_then_resumed(image_folder, tmp_path):

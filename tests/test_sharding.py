@@ -113,8 +113,11 @@ def test_sharded_steps_equal_unsharded(eight, layout):
     r = eight[0][layout]
     np.testing.assert_allclose(r["losses"], r["ref_losses"], rtol=TOL)
     # Adam divides by sqrt(v): for near-zero gradients it magnifies summation-order rounding, so
-    # parameters are judged against how far the steps moved them, not absolutely.
-    assert r["param_diff"] < 0.02 * r["param_moved"]
+    # parameters are judged against how far the steps moved them, not absolutely. 5%: on
+    # 2026-11-28 a fresh install (jax 0.10.2, flax 0.12.8, optax 0.2.8, numpy 2.4.6) measured 2.5%
+    # for data8, at this commit and at the one before it alike (the 2% used until then had passed),
+    # while the losses still agree to TOL; a real sharding bug moves params by a whole step.
+    assert r["param_diff"] < 0.05 * r["param_moved"]
     if layout == "data4_model2":
         assert r["n_sharded_leaves"] > 0  # shard_params really split something over "model"
 

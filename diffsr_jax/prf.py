@@ -37,9 +37,9 @@ Why the sweep is built the way it is:
 from __future__ import annotations
 
 import collections
+import copy
 import dataclasses
 import functools
-import json
 import os
 from typing import Optional, Sequence
 
@@ -737,7 +737,7 @@ def repick(table: dict, pick: str, psnr_weight: float = DEFAULT_PSNR_WEIGHT) -> 
     """A copy of a calibration table (what calibrate.py writes; both modes) whose shipped steps
     follow ``pick``, re-derived from the measurements it stores: no sweep is run. A mode of the
     analytic rule carries no sweep and is left as it is; a table with no empirical mode is refused."""
-    out = json.loads(json.dumps(table))
+    out = copy.deepcopy(table)
     empirical = [t for t in (out, *out.get("modes", {}).values())
                  if t.get("rule") == "empirical-lpips" and "metrics" in t]
     if not empirical:

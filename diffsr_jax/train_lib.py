@@ -169,13 +169,6 @@ def make_train_step(model, schedule: Schedule, optimizer, *, ema_decay: float, e
 WARM_START_FILE = "warm_start.json"
 
 
-def _write_json(path: str, obj: dict) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2)
-    os.replace(tmp, path)
-
-
 def warm_start(state: TrainState, model_dir: str) -> TrainState:
     """Params and EMA from an exported model (the repo ships EMA params only, so a later session
     continues the campaign from them with a fresh optimizer state; the step count restarts)."""
@@ -292,9 +285,9 @@ def train_and_evaluate(config, workdir: str, *, progress: bool = True,
             print(f"warm-started params and EMA from {tc.init_from}", file=sys.stderr)
             if main_process:  # the step count restarts: keep where the params came from
                 meta = checkpointing.read_model_meta(tc.init_from)  # a warm-started export counts all
-                _write_json(os.path.join(workdir, WARM_START_FILE),
-                            {"from": os.path.abspath(tc.init_from),
-                             "from_step": meta.get("total_steps", meta.get("step"))})
+                with open(os.path.join(workdir, WARM_START_FILE), "w") as f:  # as config.json is written
+                    json.dump({"from": os.path.abspath(tc.init_from),
+                               "from_step": meta.get("total_steps", meta.get("step"))}, f, indent=2)
     else:
         start = int(state.step)
         if resumed_here:

@@ -68,3 +68,30 @@ def test_unet_gradients_agree_between_weight_grad_modes():
 def test_unknown_weight_grad_is_an_error():
     with pytest.raises(ValueError, match="weight_grad"):
         Conv(3, (3, 3), weight_grad="fft").init(jax.random.key(0), jnp.zeros((1, 4, 4, 1)))
+
+
+@pytest.mark.parametrize("weight_grad", ["xla", "gemm"])
+@pytest.mark.parametrize("shape", [(2, 5, 7, 3), (1, 4, 4, 6)])
+def test_upsample2_equals_conv_of_the_nearest_upsampled_input(weight_grad, shape):
+    x = jax.random.normal(jax.random.key(0), shape)
+    up = lambda a: jnp.repeat(jnp.repeat(a, 2, axis=1), 2, axis=2)
+    ref = nn.Conv(4, (3, 3))
+    params = jax.tree.map(lambda p: p + 0.1, ref.init(jax.random.key(1), up(x)))
+    ours = Conv(4, (3, 3), upsample=2, weight_grad=weight_grad)
+    assert jax.tree.structure(ours.init(jax.random.key(1), x)) == jax.tree.structure(params)
+    np.testing.assert_allclose(jax.jit(ours.apply)(params, x), jax.jit(ref.apply)(params, up(x)),
+                               rtol=1e-5, atol=1e-5)
+    w = jax.random.normal(jax.random.key(2), (shape[0], 2 * shape[1], 2 * shape[2], 4))
+    loss = lambda f: lambda p, x: jnp.sum(jnp.sin(f(p, x)) * w)
+    g_ref = jax.jit(jax.grad(loss(lambda p, x: ref.apply(p, up(x))), argnums=(0, 1)))(params, x)
+    g_ours = jax.jit(jax.grad(loss(ours.apply), argnums=(0, 1)))(params, x)
+    for a, b in zip(jax.tree.leaves(g_ours), jax.tree.leaves(g_ref)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+    assert float(jnp.abs(g_ref[0]["params"]["kernel"]).max()) > 0.1
+
+
+def test_upsample2_needs_a_3x3_stride_1_kernel():
+    with pytest.raises(ValueError, match="3×3"):
+        Conv(3, (1, 1), upsample=2).init(jax.random.key(0), jnp.zeros((1, 4, 4, 1)))
+    with pytest.raises(ValueError, match="upsample"):
+        Conv(3, (3, 3), upsample=3).init(jax.random.key(0), jnp.zeros((1, 4, 4, 1)))

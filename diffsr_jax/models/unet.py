@@ -123,10 +123,7 @@ class UNet(nn.Module):
             for _ in range(self.num_res_blocks + 1):
                 h = block(self.base_channels * mult)(jnp.concatenate([h, skips.pop()], axis=-1), temb, train)
             if level != 0:
-                b, hh, ww, c = h.shape
-                h = conv(c, (3, 3))(
-                    jnp.repeat(jnp.repeat(h, 2, axis=1), 2, axis=2)  # nearest ×2, then conv
-                )
+                h = conv(h.shape[-1], (3, 3), upsample=2)(h)  # nearest ×2, then conv (sub-pixel form)
         assert not skips
 
         h = nn.silu(nn.GroupNorm(num_groups=_groups(h.shape[-1], self.norm_groups), dtype=self.dtype)(h))

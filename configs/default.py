@@ -41,7 +41,8 @@ def get_config() -> ml_collections.ConfigDict:
         t_low_fraction=1.0,   # see losses.sample_timesteps
         t_low_prob=0.0,
         compute_dtype="float32",  # "bfloat16" on GPU/TPU
-        conv_weight_grad="xla",   # "gemm" on CPU: conv weight gradients as one GEMM (models/conv.py)
+        conv_weight_grad="xla",   # or "gemm" (one im2col GEMM, models/conv.py), or "auto": race both
+                                  # on the first steps, keep the faster (CPU; configs/cpu.py)
         save_every=5000,
         keep_checkpoints=3,
         log_every=100,

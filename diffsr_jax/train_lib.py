@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from diffsr_jax import checkpointing, sharding
+from diffsr_jax import autotune, checkpointing, sharding
 from diffsr_jax.losses import eps_loss
 from diffsr_jax.models import MODEL_KEYS, build_unet
 from diffsr_jax.schedules import Schedule, make_schedule
@@ -57,9 +57,25 @@ def schedule_spec(config) -> dict:
     return dict(config.schedule)
 
 
-def build_model(config):
+def conv_weight_grad_candidates(config) -> tuple[str, ...]:
+    """The conv weight-gradient modes the train step may use: the configured one, or for "auto"
+    both on a single-process CPU run (raced by :class:`autotune.FastestStep`) and XLA's
+    elsewhere (cuDNN's and the TPU's weight gradients are good; processes must agree on one)."""
+    mode = config.train.get("conv_weight_grad", "xla")
+    if mode != "auto":
+        return (mode,)
+    if jax.default_backend() == "cpu" and jax.process_count() == 1:
+        return ("xla", "gemm")
+    return ("xla",)
+
+
+def build_model(config, conv_weight_grad: Optional[str] = None):
+    """The UNet of a config; ``conv_weight_grad`` overrides the config's mode (for "auto", the
+    model is built with XLA's: every mode computes the same function, so inference, export and
+    evaluation do not depend on it)."""
     dtype = jnp.dtype(config.train.get("compute_dtype", "float32"))
-    return build_unet(dtype=dtype, conv_weight_grad=config.train.get("conv_weight_grad", "xla"),
+    mode = conv_weight_grad or config.train.get("conv_weight_grad", "xla")
+    return build_unet(dtype=dtype, conv_weight_grad="xla" if mode == "auto" else mode,
                       **model_hparams(config))
 
 
@@ -295,9 +311,12 @@ def train_and_evaluate(config, workdir: str, *, progress: bool = True,
     if start >= tc.num_steps:
         return state
 
-    train_step = make_train_step(model, schedule, optimizer, ema_decay=float(tc.ema_decay),
-                                 ema_warmup=bool(tc.ema_warmup), t_low_fraction=float(tc.t_low_fraction),
-                                 t_low_prob=float(tc.t_low_prob), mesh=mesh, state_shardings=state_sh)
+    steps = {mode: make_train_step(build_model(config, mode), schedule, optimizer,
+                                   ema_decay=float(tc.ema_decay), ema_warmup=bool(tc.ema_warmup),
+                                   t_low_fraction=float(tc.t_low_fraction), t_low_prob=float(tc.t_low_prob),
+                                   mesh=mesh, state_shardings=state_sh)
+             for mode in conv_weight_grad_candidates(config)}
+    train_step = autotune.FastestStep(steps, report=lambda m: print(f"conv_weight_grad: {m}", file=sys.stderr))
     base_key = jax.random.fold_in(jax.random.key(config.seed), 1)
     rows = sharding.process_rows(mesh, int(tc.batch_size))
     factory = batch_iterator_factory or (lambda s: _open_batches(config, s, rows))

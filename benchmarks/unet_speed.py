@@ -5,14 +5,20 @@
 
 FLOPs are XLA's own estimate (`compiled.cost_analysis()["flops"]`) of the compiled program; times
 are medians. The CPU config's train step runs with XLA's conv weight gradients and with the GEMM
-ones (models/conv.py, the config's setting), interleaved, both counted with the "xla" FLOPs.
-Assumed peak (override with --peak-gflops): this machine's 2 Zen 3 cores, each with two 256-bit
-FMA pipes = 2 × 8 lanes × 2 FLOP = 32 fp32 FLOP/cycle/core, × ~2.45 GHz × 2 cores ≈ 157 GFLOP/s.
+ones (models/conv.py), interleaved; configs/cpu.py's "auto" races the same two at the start of a
+run and keeps the faster.
+Peak: measured, not assumed. benchmarks/fma_peak.c (independent fp32 FMA chains on the widest
+vectors, one thread per core) is compiled with the system's C compiler and run; its GFLOP/s is the
+denominator. Without a compiler, give --peak-gflops. For reference the script also prints what
+XLA's own large GEMM reaches (a practical ceiling for any XLA program here).
 """
 
 import argparse
 import os
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -39,6 +45,31 @@ def timed(fn, args, reps):
         out = fn(*args)
     jax.block_until_ready(out)
     return (time.perf_counter() - t0) / reps
+
+
+def measure_fma_peak():
+    """(GFLOP/s, how) of benchmarks/fma_peak.c on all cores, or (None, why not)."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        return None, "no C compiler"
+    src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fma_peak.c")
+    with tempfile.TemporaryDirectory() as d:
+        exe = os.path.join(d, "fma_peak")
+        build = subprocess.run([cc, "-O2", "-march=native", "-ffp-contract=fast", "-fopenmp", src, "-o", exe],
+                               capture_output=True, text=True)
+        if build.returncode:
+            return None, f"fma_peak.c did not build: {build.stderr.strip()[:200]}"
+        env = dict(os.environ, OMP_NUM_THREADS=str(os.cpu_count() or 1))
+        gflops, threads, lanes, _ = subprocess.run([exe], capture_output=True, text=True, env=env,
+                                                   check=True).stdout.split()
+    return float(gflops), f"fma_peak.c: {threads} threads x {lanes}-lane fp32 FMA"
+
+
+def gemm_gflops(n=2048, reps=5):
+    """XLA's fp32 GEMM rate on an n x n product (mean of reps)."""
+    a = jax.random.normal(jax.random.key(0), (n, n))
+    dot = jax.jit(lambda a: a @ a)
+    return 2 * n ** 3 / 1e9 / timed(dot, (a,), reps)
 
 
 def bench_forward(config, hw, batch, reps):
@@ -95,11 +126,21 @@ def bench_weight_grad_ab(rounds):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--peak-gflops", type=float, default=157.0)
+    ap.add_argument("--peak-gflops", type=float, default=None,
+                    help="fp32 peak to divide by (default: measured with fma_peak.c)")
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args()
     reps = 1 if args.quick else 3
-    print(f"device: {jax.devices()[0].device_kind} x{jax.device_count()}, assumed fp32 peak {args.peak_gflops:.0f} GFLOP/s")
+    if args.peak_gflops is None:
+        args.peak_gflops, how = measure_fma_peak()
+        if args.peak_gflops is None:
+            ap.error(f"cannot measure the fp32 peak ({how}): pass --peak-gflops")
+    else:
+        how = "given by --peak-gflops"
+    print(f"device: {jax.devices()[0].device_kind} x{jax.device_count()}, fp32 peak "
+          f"{args.peak_gflops:.0f} GFLOP/s ({how})")
+    g = gemm_gflops()
+    print(f"XLA fp32 GEMM 2048³: {g:.1f} GFLOP/s = {g / args.peak_gflops:.1%} of peak")
     rows = [
         ("cpu config  forward 1x256²", lambda: bench_forward(cpu.get_config(), 256, 1, reps)),
         ("paper config forward 1x256²", lambda: bench_forward(default.get_config(), 256, 1, reps)),

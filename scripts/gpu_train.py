@@ -11,7 +11,7 @@ flat model .gpu_inputs/init_model (params.msgpack + model.json).
 What it changes relative to configs/cpu.py (every other field, the model and data augmentation
 included, is the config's):
 - train.compute_dtype=bfloat16 (params, EMA and Adam stay float32; the loss is float32) and
-  train.conv_weight_grad=xla (cuDNN's weight-gradient convolution; 'gemm' is the CPU workaround);
+  train.conv_weight_grad=xla (cuDNN's weight-gradient convolution; 'gemm' and 'auto' are for CPUs);
 - batch 256 instead of 32 (--batch-size): at 64 px and 2.5M parameters a batch of 32 is a few
   milliseconds of GPU work, so per-step launch and host overheads would dominate; 256 crops per
   step fill the GPU better. The learning rate stays 2e-4 (--lr): Adam's step size does not grow

@@ -44,3 +44,20 @@ def test_compare_tables_counts_better_equal_worse(tmp_path, capsys):
     assert "lanczos" not in out                                              # only rows in both files
     assert compare_tables.main([str(tmp_path / "old.csv"), str(tmp_path / "new.csv"),
                                 "--methods", "bicubic"]) == 2
+
+
+def test_readme_table_matches_the_shipped_table1_and_noise_table():
+    """The README's results rows are exactly what scripts/readme_table.py derives from the shipped
+    benchmarks/results/table1.csv and the bundled prf.json (a release that forgets one fails)."""
+    import sys
+
+    sys.path.insert(0, os.path.join(REPO, "scripts"))
+    import readme_table
+
+    rows = readme_table.rows(os.path.join(REPO, "benchmarks", "results", "table1.csv"),
+                             os.path.join(REPO, "diffsr_jax", "assets", "default_model", "prf.json"))
+    assert len(rows) == 15  # 3 scales x (bicubic, lanczos, fsrcnn, plain, default)
+    with open(os.path.join(REPO, "README.md")) as f:
+        readme = f.read()
+    missing = [r for r in rows if r not in readme]
+    assert not missing, "README.md's results table is out of step with table1.csv/prf.json:\n" + "\n".join(missing)

@@ -84,7 +84,7 @@ def main():
         print(f"{name:32s} {g:7.1f} {sec:8.3f} {sec / full:8.1%} {g / sec:8.1f} {g / sec / peak:8.1%}")
     gn_share = 1 - float(np.median(cases[1][3])) / full
     silu_share = (float(np.median(cases[1][3])) - float(np.median(cases[2][3]))) / full
-    print(f"GroupNorm (forward + backward): {gn_share:.0%} of the step; SiLU: {silu_share:.0%}")
+    print(f"GroupNorm (forward + backward): {gn_share:.0%} of the step; then SiLU: {silu_share:.0%}")
 
 
 if __name__ == "__main__":

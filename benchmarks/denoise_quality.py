@@ -56,7 +56,7 @@ def parse_args(argv=None):
                    help="noise steps t in [1, T] (steps above the checkpoint's T are skipped)")
     p.add_argument("--seed", type=int, default=0, help="seed of the injected noise ε and of Diff-SR")
     p.add_argument("--sr-scale", type=float, default=4.0, help="scale of the Diff-SR vs Lanczos check")
-    p.add_argument("--steps", type=int, default=None, help="Diff-SR DDIM steps; None = the library default")
+    p.add_argument("--steps", type=int, default=None, help="Diff-SR DDIM steps; None = the checkpoint's calibrated count (api.default_steps)")
     p.add_argument("--skip-sr", action="store_true", help="leave out the Diff-SR vs Lanczos check")
     p.add_argument("--self-ensemble", type=int, choices=SELF_ENSEMBLE_SIZES, default=1,
                    help="average ε over this many flips/rotations (diffsr_jax.ensemble), in x̂0 and Diff-SR")
@@ -153,17 +153,18 @@ def sr_rows(model, images, scale, steps, seed, lpips, self_ensemble=1):
     from diffsr_jax import api
 
     res = {"diffsr": {"psnr": [], "lpips": []}, "lanczos": {"psnr": [], "lpips": []}}
-    ts = set()
+    ts, used_steps = set(), set()
     for _, rgb in tqdm(images, unit="img", desc=f"diffsr {scale:g}×"):
         hr, lr = common.paper_protocol(rgb, scale)
         out, info = api.upscale_array(lr, hr.shape[:2], model=model, noise=("auto", None), steps=steps, seed=seed, tile=0,
                                       self_ensemble=self_ensemble)
         ts.add(info["t"])
+        used_steps.add(info["steps"])
         for name, img in (("diffsr", out), ("lanczos", common.lanczos(lr, hr.shape[:2]))):
             res[name]["psnr"].append(common.psnr(img, hr))
             res[name]["lpips"].append(lpips(img, hr))
     summary = {k: {m: float(np.mean(v)) for m, v in d.items()} for k, d in res.items()}
-    return {"scale": scale, "lr_size": common.lr_size(scale), "t": sorted(ts), "steps": steps or api.DEFAULT_STEPS,
+    return {"scale": scale, "lr_size": common.lr_size(scale), "t": sorted(ts), "steps": sorted(used_steps),
             **summary}
 
 
@@ -187,7 +188,7 @@ def markdown(result):
                      f"{x['x0_lpips']:.4f} | {x['x0_psnr'] - x['baseline_psnr']:+.2f} |")
     if r.get("sr"):
         s = r["sr"]
-        lines += ["", f"Diff-SR {s['scale']:g}× (LR {s['lr_size']}² → 256², auto t = {s['t']}, {s['steps']} DDIM steps):",
+        lines += ["", f"Diff-SR {s['scale']:g}× (LR {s['lr_size']}² → 256², auto t = {s['t']}, {'/'.join(map(str, s['steps']))} DDIM steps):",
                   "", "| method | PSNR | LPIPS |", "|---|---:|---:|"]
         lines += [f"| {m} | {s[m]['psnr']:.2f} | {s[m]['lpips']:.4f} |" for m in ("lanczos", "diffsr")]
     return "\n".join(lines)

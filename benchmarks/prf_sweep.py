@@ -43,17 +43,17 @@ def main():
     ap.add_argument("--data", default=os.path.join(REPO, "..", "shared", "data", "CBSD68"))
     ap.add_argument("--images", type=int, default=2)
     ap.add_argument("--crop", type=int, default=64)
-    ap.add_argument("--steps", type=int, default=None, help="DDIM steps (default: the library default)")
+    ap.add_argument("--steps", type=int, default=None, help="DDIM steps (default: the plain table's calibrated count, api.default_steps)")
     ap.add_argument("--scales", type=float, nargs="+", default=[2, 2.7, 4, 8])
     ap.add_argument("--fractions", type=float, nargs="+", default=[0, 0.025, 0.05, 0.1, 0.2, 0.3, 0.4, 0.6])
     ap.add_argument("--chunk", type=int, default=16)
     ap.add_argument("--out", default=os.path.join(REPO, "benchmarks", "results", "prf_sweep.txt"))
     args = ap.parse_args()
-    if args.steps is None:
-        args.steps = api.DEFAULT_STEPS
     jax.config.update("jax_enable_compilation_cache", False)  # compile time is part of what we measure
 
     model = api.load_model(args.checkpoint)
+    if args.steps is None:
+        args.steps = api.default_steps(model)  # a plain sweep: the plain table's step count
     T = model.num_timesteps
     ts = [int(round(f * T)) for f in args.fractions]
     hr = jnp.asarray(prf.load_crops(args.data, args.images, args.crop, seed=0))

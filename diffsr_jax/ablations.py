@@ -270,7 +270,7 @@ def run_ablations(args, which: Sequence[str]) -> dict:
                                      limit=args.ablation_limit)
     hr = np.stack([evaluation.paper_protocol(rgb, 2.0)[0] for _, rgb in images])  # 256² HR (scale unused)
     subset = f"{evaluation.dataset_label(args.ablation_dataset)} 256² centre crops"
-    steps = args.steps or api.DEFAULT_STEPS
+    steps = args.steps or api.default_steps(model)  # the ablations sweep plain Diff-SR
     out = os.path.join(args.out_dir, "ablations")
     os.makedirs(out, exist_ok=True)
     key = jax.random.key(args.seed)

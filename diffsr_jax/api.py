@@ -100,6 +100,14 @@ def noise_table_for(table: dict, consistent: bool) -> dict:
     return table
 
 
+def default_steps(model: LoadedModel, consistent: bool = False) -> int:
+    """The sampler step count a mode runs with when none is given: the count its noise table was
+    calibrated with (a table's t* holds only for that count: fewer steps from a large t cannot
+    rebuild what more can), else DEFAULT_STEPS for tables that do not record it."""
+    steps = noise_table_for(model.noise_table, consistent).get("calibration", {}).get("steps")
+    return int(steps) if isinstance(steps, int) and steps >= 1 else DEFAULT_STEPS
+
+
 def resolve_noise_step(model: LoadedModel, noise, scale: float, consistent: bool = False) -> int:
     """noise: ("auto", None) | ("fraction", f) | ("step", t) → an int step in [0, T]."""
     kind, value = noise if isinstance(noise, tuple) else (("auto", None) if noise == "auto" else
@@ -171,6 +179,8 @@ def upscale_array(image: np.ndarray, out_hw: tuple[int, int], *, model: LoadedMo
     diffsr_jax.consistency), ``colour_fix`` "none" | "wavelet" | "adain".
     ``self_ensemble`` 1 (off) | 2 | 4 | 8 (None = DEFAULT_SELF_ENSEMBLE): average the model's ε
     over that many flips/rotations (diffsr_jax.ensemble); costs that many network evaluations.
+    ``steps``: DDIM steps from t (None = :func:`default_steps`, the count the mode's noise table
+    was calibrated with).
     """
     image = np.asarray(image, np.float32)
     if image.ndim != 3 or image.shape[-1] != 3:
@@ -192,7 +202,7 @@ def upscale_array(image: np.ndarray, out_hw: tuple[int, int], *, model: LoadedMo
     self_ensemble = ensemble.check_size(DEFAULT_SELF_ENSEMBLE if self_ensemble is None else self_ensemble)
     scale = max(out_h / image.shape[0], out_w / image.shape[1])
     t = resolve_noise_step(model, noise, scale, consistent=strength > 0)
-    num_steps = DEFAULT_STEPS if steps is None else int(steps)
+    num_steps = default_steps(model, consistent=strength > 0) if steps is None else int(steps)
     if num_steps < 1:
         raise ValueError("steps must be ≥ 1")
     key = jax.random.key(seed)

@@ -135,7 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--noise", default="auto", metavar="SPEC",
                    help="auto, a fraction 0..1 (0.35) or a step t=350 (default: auto)")
     p.add_argument("--steps", type=_positive_int("--steps"), default=None, metavar="N",
-                   help=f"DDIM steps from t back to 0 (default: {defaults.DEFAULT_STEPS})")
+                   help="DDIM steps from t back to 0 (default: the count the model's noise table was "
+                        f"calibrated with for the mode; {defaults.DEFAULT_STEPS} if it does not say)")
     p.add_argument("--consistency", type=_consistency, default=None, metavar="on|off|λ",
                    help="data consistency: every denoising step is corrected so that the output, "
                         "bicubic-downscaled, gives back the input (any scale). A number in [0, 1] sets "

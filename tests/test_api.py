@@ -72,6 +72,24 @@ def test_auto_noise_interpolates_in_log_scale():
     assert api.auto_noise_fraction(table, 16) == pytest.approx(0.6)   # clamped above
 
 
+def test_default_steps_follow_the_modes_calibrated_table(model):
+    """A table's t* holds for the step count it was calibrated with, so that count is the default;
+    each mode reads its own table, and a table that does not record one falls back."""
+    import dataclasses
+
+    table = {"scales": [2, 4], "noise_fraction": [0.1, 0.2], "calibration": {"steps": 3},
+             "modes": {"consistent": {"scales": [2, 4], "noise_fraction": [0.2, 0.3], "calibration": {"steps": 4}}}}
+    m = dataclasses.replace(model, noise_table=table)
+    assert api.default_steps(m) == 3 and api.default_steps(m, consistent=True) == 4
+    img = smooth_image(8, 8)
+    _, plain = api.upscale_array(img, (16, 16), model=m, consistency=0.0)
+    _, cons = api.upscale_array(img, (16, 16), model=m)
+    _, given = api.upscale_array(img, (16, 16), model=m, steps=1)
+    assert (plain["steps"], cons["steps"], given["steps"]) == (3, 4, 1)
+    bare = dataclasses.replace(model, noise_table={"scales": [2], "noise_fraction": [0.1]})
+    assert api.default_steps(bare, consistent=True) == api.DEFAULT_STEPS
+
+
 def test_upscale_keeps_dtype_and_channels(model):
     gray = (smooth_image(8, 12)[..., 0] * 255).astype(np.uint8)
     out = api.upscale(gray, "2x", model=model, noise=0.1, steps=2)

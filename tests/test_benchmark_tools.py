@@ -1,4 +1,5 @@
-"""benchmarks/unet_speed.py's measured fp32 peak (fma_peak.c), the denominator of its ratios."""
+"""The benchmark tools' own logic: unet_speed's measured fp32 peak (fma_peak.c), step_breakdown's
+ablation, steps_quality's pick."""
 
 import os
 import shutil
@@ -41,3 +42,21 @@ def test_step_breakdown_ablation_swaps_and_restores_flax_modules():
     except RuntimeError:
         pass
     assert nn.GroupNorm is gn and nn.silu is silu
+
+
+def test_steps_quality_picks_the_fewest_steps_within_tolerance_everywhere():
+    import steps_quality
+
+    best = {2: [0.065, 0.145, 0.244], 5: [0.057, 0.119, 0.207], 10: [0.054, 0.110, 0.194], 20: [0.054, 0.111, 0.192]}
+    assert steps_quality.fewest_steps_within(best, 0.01) == 10   # 5 is 0.015 off at the last scale
+    assert steps_quality.fewest_steps_within(best, 0.02) == 5
+    assert steps_quality.fewest_steps_within(best, 0.0) == 20    # only the best count at every scale
+    assert steps_quality.fewest_steps_within(best, 0.1) == 2
+
+
+def test_steps_quality_refuses_evaluation_sets(tmp_path):
+    import steps_quality
+
+    with pytest.raises(SystemExit) as e:
+        steps_quality.main(["--data", str(tmp_path / "CSet14"), "--out", str(tmp_path / "x.md")])
+    assert e.value.code == 2 and not (tmp_path / "x.md").exists()

@@ -3,7 +3,12 @@
 The values are measured choices; see the model card (assets/default_model/README.md).
 """
 
-DEFAULT_STEPS = 2               # DDIM steps from t: measured best-or-within-0.1 dB/0.005 LPIPS (consistency_steps*.md)
+# DDIM steps from t that calibrate.py calibrates with (and so the count a table carries, which
+# api.default_steps runs), and the fallback for tables that do not record theirs. More steps trade
+# PSNR for LPIPS with today's model (benchmarks/results/steps_quality.md; model card "Sampler
+# steps"): 10 steps won LPIPS in 6 of Table 1's 9 default-mode columns but lost PSNR in 6, so the
+# shipped pair stays at 2.
+DEFAULT_STEPS = 2
 LIFTS = ("pinv", "bicubic")     # see diffsr_jax.consistency
 COLOUR_FIXES = ("none", "wavelet", "adain")
 DEFAULT_CONSISTENCY = 1.0       # λ of data consistency (0 = plain Diff-SR): on, measured better everywhere

@@ -39,7 +39,7 @@ import os
 import sys
 import tempfile
 
-from diffsr_jax.defaults import DEFAULT_STEPS  # no JAX import: --help stays instant
+from diffsr_jax.defaults import DEFAULT_STEPS, EVALUATION_SETS  # no JAX import: --help stays instant
 
 REPO = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_DATA = [os.path.join(REPO, "..", "shared", "data", name) for name in ("CBSD68", "CSun_Hays80")]
@@ -163,7 +163,7 @@ def main(argv=None) -> int:
         print(f"error: {out} exists; pass --overwrite to replace it", file=sys.stderr)
         return 2
     for folder in args.data:
-        if os.path.basename(os.path.normpath(folder)) in ("CSet5", "CSet14", "CUrban100"):
+        if os.path.basename(os.path.normpath(folder)) in EVALUATION_SETS:
             print(f"error: {folder} is an evaluation set; calibrate on training photos", file=sys.stderr)
             return 2
     if consistent and args.rule == "analytic":

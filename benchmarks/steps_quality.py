@@ -27,6 +27,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np
 
+from diffsr_jax.defaults import EVALUATION_SETS  # no JAX import: --help and refusals stay instant
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = [os.path.join(os.path.dirname(REPO), "shared", "data", d) for d in ("CBSD68", "CSun_Hays80")]
 MODES = {"consistent": dict(consistency=1.0, lift="pinv"), "plain": {}}
@@ -90,7 +92,7 @@ def main(argv=None) -> int:
     if min(args.step_grid) < 1 or args.images < 1:
         ap.error("--step-grid counts and --images must be >= 1")
     for folder in args.data:
-        if os.path.basename(os.path.normpath(folder)) in ("CSet5", "CSet14", "CUrban100"):
+        if os.path.basename(os.path.normpath(folder)) in EVALUATION_SETS:
             ap.error(f"{folder} is an evaluation set; measure on training photos")
 
     import jax

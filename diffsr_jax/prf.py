@@ -48,6 +48,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from diffsr_jax import consistency, evaluation, pipeline
+from diffsr_jax.defaults import EVALUATION_SETS  # noqa: F401  (prf.EVALUATION_SETS: never calibrate on these)
 from diffsr_jax.schedules import Schedule, q_sample
 
 # How many times each compiled core has been traced (tests use it to catch recompiles).
@@ -58,7 +59,6 @@ SIGNATURE_REF = 0.6    # default C^S = L^S at 0.6·T (paper §4.3.1: beyond 60% 
 FIDELITY_RHO = 1.0     # default C^F = ω·ρ/2: the noised LR/HR discrepancy no stronger than the noise
 FREQ_CUTOFF = 0.125    # cycles/pixel: the Nyquist frequency of a 4× LR image (see frequency_errors)
 METRICS = ("psnr", "ssim", "lpips", "lf_err", "hf_err")
-EVALUATION_SETS = ("CSet5", "CSet14", "CUrban100")  # never calibrate on these
 DEGRADATIONS = ("jax", "pil")    # how calibration LR images are made (see downscale)
 FRAMINGS = ("crop", "paper")     # how calibration HR images are cut from photos (see load_crops)
 

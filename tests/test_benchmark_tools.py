@@ -50,7 +50,7 @@ def test_steps_quality_picks_the_fewest_steps_within_tolerance_everywhere():
     best = {2: [0.065, 0.145, 0.244], 5: [0.057, 0.119, 0.207], 10: [0.054, 0.110, 0.194], 20: [0.054, 0.111, 0.192]}
     assert steps_quality.fewest_steps_within(best, 0.01) == 10   # 5 is 0.015 off at the last scale
     assert steps_quality.fewest_steps_within(best, 0.02) == 5
-    assert steps_quality.fewest_steps_within(best, 0.0) == 20    # only the best count at every scale
+    assert steps_quality.fewest_steps_within(best, 0.0) == 20    # none within 0: the smallest worst-scale excess
     assert steps_quality.fewest_steps_within(best, 0.1) == 2
 
 

@@ -10,6 +10,9 @@ Rules (see diffsr_jax/prf.py): ``empirical-lpips`` restores a scale × t × imag
 compiled call, measures mean LPIPS and PSNR per cell and ships, by default (``--pick lpips-psnr``),
 the t that minimises mean LPIPS + k·(the grid's best PSNR − PSNR) with k = 0.012 LPIPS per dB;
 ``analytic`` uses the paper's Perceptual Recoverable Field (signature and fidelity losses).
+``--pick psnr-floor --psnr-floor-from REF/prf.json`` ships instead, per scale, the lowest-LPIPS t
+whose mean PSNR is at least what the reference table ships (same protocol, same crops): how a new
+checkpoint or step count is calibrated against the bundled one so that it gives back no fidelity.
 ``--repick prf.json`` re-derives the shipped t of an existing table from its stored measurements
 (no sweep; seconds). Refuses to overwrite an existing
 output unless --overwrite; writes atomically.
@@ -72,14 +75,20 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--consistency", type=float, default=0.0, metavar="λ",
                     help="calibrate the data-consistent mode with this strength (stored under modes.consistent)")
     ap.add_argument("--lift", choices=("pinv", "bicubic"), default="pinv", help="lift of the consistent mode")
-    ap.add_argument("--pick", choices=("lpips-psnr", "one-se", "argmin"), default="lpips-psnr",
+    ap.add_argument("--pick", choices=("lpips-psnr", "psnr-floor", "one-se", "argmin"), default="lpips-psnr",
                     help="empirical rule: which measured step ships — lpips-psnr: the t minimising mean "
-                         "LPIPS + k·(best PSNR − PSNR), k = --psnr-weight; one-se: the smallest t within one "
+                         "LPIPS + k·(best PSNR − PSNR), k = --psnr-weight; psnr-floor: the lowest-LPIPS t whose "
+                         "mean PSNR is at least what --psnr-floor-from ships at that scale (a new checkpoint or "
+                         "step count gives back no fidelity); one-se: the smallest t within one "
                          "paired standard error of the LPIPS argmin (the one-standard-error rule); "
                          "argmin: the LPIPS argmin itself (argmin and tied steps are always stored)")
     ap.add_argument("--psnr-weight", type=float, default=None, metavar="k",
                     help="LPIPS per dB of PSNR for --pick lpips-psnr (default: diffsr_jax.prf.DEFAULT_PSNR_WEIGHT, "
                          "0.012)")
+    ap.add_argument("--psnr-floor-from", default=None, metavar="PRF_JSON",
+                    help="for --pick psnr-floor: the reference calibration (e.g. the bundled model's prf.json), "
+                         "measured with the same protocol (data, images, crop, framing, degradation, seed); "
+                         "its shipped mean PSNR per scale, same mode, is the floor")
     ap.add_argument("--repick", default=None, metavar="PRF_JSON",
                     help="run no sweep: re-derive the shipped t of an existing calibration table (both modes) "
                          "from the measurements it stores with --pick/--psnr-weight, and write it to --out "
@@ -116,7 +125,15 @@ def repick_file(args) -> int:
         return 2
     try:
         with open(args.repick) as f:
-            table = prf.repick(json.load(f), args.pick, _psnr_weight(args))
+            table = json.load(f)
+        reference = None
+        if args.psnr_floor_from:
+            reference = _read_reference(args.psnr_floor_from, table.get("calibration", {}), table["scales"])
+        table = prf.repick(table, args.pick, _psnr_weight(args), reference)
+        if reference is not None:
+            for mode in (table, *table.get("modes", {}).values()):
+                if mode.get("pick") == "psnr-floor":
+                    mode["psnr_floor_from"] = os.path.relpath(os.path.abspath(args.psnr_floor_from), REPO)
     except (OSError, ValueError, KeyError) as e:
         print(f"error: cannot re-pick {args.repick}: {e!r}", file=sys.stderr)
         return 2
@@ -125,6 +142,32 @@ def repick_file(args) -> int:
         print(f"{name}: t = {t['t']} at scales {t['scales']} ({t.get('pick', t['rule'])})")
     print(f"wrote {out}")
     return 0
+
+
+# What makes two calibrations' means comparable: the same crops, degraded the same way.
+PROTOCOL_KEYS = ("data", "images", "crop", "framing", "degradation", "seed")
+
+
+def _read_reference(path: str, protocol: dict, scales) -> dict:
+    """The reference prf.json of --psnr-floor-from, checked to share the calibration protocol (so
+    its mean PSNR is a floor measured on the same crops) and to cover ``scales``; ValueError if not."""
+    with open(path) as f:
+        reference = json.load(f)
+    ref_protocol = reference.get("calibration", {})
+    differ = [k for k in PROTOCOL_KEYS if ref_protocol.get(k) != protocol.get(k)]
+    if differ:
+        raise ValueError(f"{path} was calibrated with another protocol ({', '.join(differ)}: "
+                         f"{[ref_protocol.get(k) for k in differ]} vs {[protocol.get(k) for k in differ]}); "
+                         "its PSNR is no floor for these crops")
+    missing = [s for s in scales if float(s) not in [float(r) for r in reference.get("scales", [])]]
+    if missing:
+        raise ValueError(f"{path} has no scale {missing}")
+    return reference
+
+
+def _protocol(args) -> dict:
+    return {"data": [os.path.relpath(os.path.abspath(d), REPO) for d in args.data], "images": args.images,
+            "crop": args.crop, "framing": args.framing, "degradation": args.degradation, "seed": args.seed}
 
 
 def _psnr_weight(args) -> float:
@@ -137,6 +180,13 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.psnr_weight is not None and (args.pick != "lpips-psnr" or not args.psnr_weight >= 0):
         print("error: --psnr-weight needs --pick lpips-psnr and a value >= 0", file=sys.stderr)
+        return 2
+    if args.psnr_floor_from and args.pick != "psnr-floor":
+        print("error: --psnr-floor-from needs --pick psnr-floor", file=sys.stderr)
+        return 2
+    if args.pick == "psnr-floor" and not args.psnr_floor_from and not args.repick:
+        # (--repick may re-use the floor a table stores.)
+        print("error: --pick psnr-floor needs --psnr-floor-from PRF_JSON", file=sys.stderr)
         return 2
     if args.repick:
         return repick_file(args)
@@ -169,6 +219,24 @@ def main(argv=None) -> int:
     if consistent and args.rule == "analytic":
         print("error: the analytic rule does not model consistency; use --rule empirical-lpips", file=sys.stderr)
         return 2
+    psnr_floor = None
+    if args.pick == "psnr-floor":
+        if args.rule != "empirical-lpips":
+            print("error: --pick psnr-floor needs --rule empirical-lpips", file=sys.stderr)
+            return 2
+        try:
+            reference = _read_reference(args.psnr_floor_from, _protocol(args), args.scales)
+            ref_mode = reference.get("modes", {}).get("consistent") if consistent else reference
+            if ref_mode is None:
+                raise ValueError(f"{args.psnr_floor_from} has no consistent table")
+            if consistent and ref_mode.get("options") != dict(consistency=args.consistency, lift=args.lift):
+                raise ValueError(f"{args.psnr_floor_from}'s consistent table has options {ref_mode.get('options')}")
+            from diffsr_jax.prf import reference_floor
+
+            psnr_floor = reference_floor(ref_mode, args.scales)
+        except (OSError, ValueError, KeyError) as e:
+            print(f"error: --psnr-floor-from {args.psnr_floor_from}: {e}", file=sys.stderr)
+            return 2
 
     from diffsr_jax import api, prf
 
@@ -180,13 +248,12 @@ def main(argv=None) -> int:
                                    omega=args.omega, variance=args.variance, chunk=args.chunk,
                                    sweep_options=options, tolerance=args.tolerance,
                                    degradation=args.degradation, pick=args.pick,
-                                   psnr_weight=_psnr_weight(args))
+                                   psnr_weight=_psnr_weight(args), psnr_floor=psnr_floor)
     table["calibration"] = {"checkpoint": os.path.relpath(os.path.abspath(args.checkpoint), REPO),
-                            "checkpoint_step": model.meta.get("step"),
-                            "data": [os.path.relpath(os.path.abspath(d), REPO) for d in args.data],
-                            "images": args.images, "crop": args.crop, "framing": args.framing,
-                            "degradation": args.degradation, "seed": args.seed, "steps": args.steps,
+                            "checkpoint_step": model.meta.get("step"), **_protocol(args), "steps": args.steps,
                             "t_grid": sorted({0.0, *args.t_grid})}
+    if psnr_floor is not None:
+        table["psnr_floor_from"] = os.path.relpath(os.path.abspath(args.psnr_floor_from), REPO)
     table["date"] = datetime.date.today().isoformat()
     if consistent:
         table.pop("analytic", None)  # the plain table carries it

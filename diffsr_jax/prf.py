@@ -679,6 +679,11 @@ PICKS = {
               "argmin's (the one-standard-error rule: among steps the calibration images cannot tell "
               "apart, the least noise, i.e. the most fidelity to the input)",
     "argmin": "the argmin of the mean LPIPS",
+    "psnr-floor": "the grid step with the lowest mean LPIPS among those whose mean PSNR is at least the "
+                  "floor: per scale, the mean PSNR that a reference table ships on the same calibration "
+                  "crops (psnr_floor). A new checkpoint or step count may spend its gains on perceptual "
+                  "quality but gives back no fidelity; where no step reaches the floor, the step with the "
+                  "highest mean PSNR",
 }
 
 
@@ -699,13 +704,57 @@ def weighted_steps(t_values: Sequence[int], lpips_mean, psnr_mean, psnr_weight: 
     return [int(t_values[int(np.argmin(row))]) for row in score]
 
 
+def floor_steps(t_values: Sequence[int], lpips_mean, psnr_mean, psnr_floor: Sequence[float],
+                decimals: int = 4) -> list[int]:
+    """Per scale, the grid step of lowest mean LPIPS among those whose mean PSNR is at least
+    ``psnr_floor[scale]`` (``lpips_mean``, ``psnr_mean``: (S, Tn)); LPIPS ties, after rounding to
+    ``decimals``, go to the smaller t. Where no step reaches the floor: the highest mean PSNR (the
+    closest the sampler comes to the reference's fidelity)."""
+    lp, ps = np.asarray(lpips_mean, np.float64), np.asarray(psnr_mean, np.float64)
+    floor = np.asarray(psnr_floor, np.float64).reshape(-1)
+    t_values = np.asarray(t_values)
+    if lp.shape != ps.shape or lp.shape[-1] != len(t_values):
+        raise ValueError(f"lpips {lp.shape} and psnr {ps.shape} must both be (scales, {len(t_values)})")
+    if len(floor) != lp.shape[0] or not np.all(np.isfinite(floor)):
+        raise ValueError(f"psnr_floor needs one finite value per scale ({lp.shape[0]}), got {psnr_floor}")
+    if not np.all(np.diff(t_values) > 0):
+        raise ValueError("t_values must be strictly increasing")
+    out = []
+    for lp_row, ps_row, f in zip(np.round(lp, decimals), ps, floor):
+        ok = ps_row >= f
+        if not ok.any():
+            out.append(int(t_values[int(np.argmax(ps_row))]))
+            continue
+        out.append(int(t_values[int(np.argmin(np.where(ok, lp_row, np.inf)))]))
+    return out
+
+
+def reference_floor(reference: dict, scales: Sequence[float]) -> list[float]:
+    """Per scale in ``scales``, the mean PSNR that an empirical calibration table ``reference`` (one
+    mode of a prf.json) ships: its stored mean PSNR at its shipped t. The floor of the
+    ``psnr-floor`` pick; it means something only when both tables were measured on the same crops
+    (calibrate.py checks the protocol)."""
+    if reference.get("rule") != "empirical-lpips" or "metrics" not in reference:
+        raise ValueError("the reference must be an empirical-lpips table with stored metrics")
+    ref_scales = [float(s) for s in reference["scales"]]
+    missing = [s for s in scales if float(s) not in ref_scales]
+    if missing:
+        raise ValueError(f"the reference table has no scale {missing} (it has {ref_scales})")
+    out = []
+    for s in scales:
+        i = ref_scales.index(float(s))
+        out.append(float(reference["metrics"]["psnr"][i][list(reference["metrics_t"]).index(reference["t"][i])]))
+    return out
+
+
 def picked_steps(t_best: Sequence[int], t_tied: Sequence[Sequence[int]], pick: str, *,
                  t_values=None, lpips_mean=None, psnr_mean=None,
-                 psnr_weight: float = DEFAULT_PSNR_WEIGHT) -> list[int]:
+                 psnr_weight: float = DEFAULT_PSNR_WEIGHT, psnr_floor: Optional[Sequence[float]] = None) -> list[int]:
     """Per scale, the step that ships (see :data:`PICKS`): the argmin; the smallest step tied with
     it — one standard error is the resolution of the measurement, and within it less noise keeps
-    more of the input; or (``lpips-psnr``, which needs the grid ``t_values`` and the (S, Tn) means)
-    the best LPIPS-for-PSNR trade at ``psnr_weight``."""
+    more of the input; (``lpips-psnr``, which needs the grid ``t_values`` and the (S, Tn) means)
+    the best LPIPS-for-PSNR trade at ``psnr_weight``; or (``psnr-floor``, which needs them and
+    ``psnr_floor``) the best LPIPS that keeps the floor's PSNR."""
     if pick not in PICKS:
         raise ValueError(f"pick must be one of {', '.join(PICKS)}")
     if pick == "argmin":
@@ -713,38 +762,62 @@ def picked_steps(t_best: Sequence[int], t_tied: Sequence[Sequence[int]], pick: s
     if pick == "one-se":
         return [int(min(tied)) for tied in t_tied]
     if t_values is None or lpips_mean is None or psnr_mean is None:
-        raise ValueError("pick 'lpips-psnr' needs t_values, lpips_mean and psnr_mean")
+        raise ValueError(f"pick {pick!r} needs t_values, lpips_mean and psnr_mean")
+    if pick == "psnr-floor":
+        if psnr_floor is None:
+            raise ValueError("pick 'psnr-floor' needs psnr_floor (see reference_floor)")
+        return floor_steps(t_values, lpips_mean, psnr_mean, psnr_floor)
     return weighted_steps(t_values, lpips_mean, psnr_mean, psnr_weight)
 
 
-def _apply_pick(table: dict, pick: str, psnr_weight: float) -> dict:
+def _apply_pick(table: dict, pick: str, psnr_weight: float, psnr_floor: Optional[Sequence[float]] = None) -> dict:
     """Sets the shipped steps of an empirical table (its t_best, t_tied, metrics, metrics_t and prf
-    are the measurements) from ``pick``; returns the table."""
+    are the measurements) from ``pick``; returns the table. ``psnr-floor`` without ``psnr_floor``
+    re-uses the floor the table stores."""
     m = table["metrics"]
+    floor_from = None
+    if pick == "psnr-floor" and psnr_floor is None:   # the stored floor, and where it came from
+        psnr_floor, floor_from = table.get("psnr_floor"), table.get("psnr_floor_from")
     shipped = picked_steps(table["t_best"], table["t_tied"], pick, t_values=table["metrics_t"],
-                           lpips_mean=m["lpips"], psnr_mean=m["psnr"], psnr_weight=psnr_weight)
+                           lpips_mean=m["lpips"], psnr_mean=m["psnr"], psnr_weight=psnr_weight,
+                           psnr_floor=psnr_floor)
     table["pick"], table["pick_text"] = pick, PICKS[pick]
+    for key in ("psnr_weight", "psnr_floor", "psnr_floor_from"):   # whatever the previous pick kept
+        table.pop(key, None)
     if pick == "lpips-psnr":
         table["psnr_weight"] = float(psnr_weight)
-    else:
-        table.pop("psnr_weight", None)
+    elif pick == "psnr-floor":
+        table["psnr_floor"] = [round(float(f), 5) for f in psnr_floor]
+        if floor_from is not None:
+            table["psnr_floor_from"] = floor_from
     table["t"] = shipped
     table["noise_fraction"] = [t / table["T"] for t in shipped]
     return table
 
 
-def repick(table: dict, pick: str, psnr_weight: float = DEFAULT_PSNR_WEIGHT) -> dict:
+def repick(table: dict, pick: str, psnr_weight: float = DEFAULT_PSNR_WEIGHT,
+           reference: Optional[dict] = None) -> dict:
     """A copy of a calibration table (what calibrate.py writes; both modes) whose shipped steps
     follow ``pick``, re-derived from the measurements it stores: no sweep is run. A mode of the
-    analytic rule carries no sweep and is left as it is; a table with no empirical mode is refused."""
+    analytic rule carries no sweep and is left as it is; a table with no empirical mode is refused.
+    ``psnr-floor`` takes each mode's floor from the same mode of ``reference`` (a prf.json), or,
+    without one, from the floor the table stores."""
     out = copy.deepcopy(table)
-    empirical = [t for t in (out, *out.get("modes", {}).values())
-                 if t.get("rule") == "empirical-lpips" and "metrics" in t]
+    modes = [(None, out), *out.get("modes", {}).items()]
+    empirical = [(name, t) for name, t in modes if t.get("rule") == "empirical-lpips" and "metrics" in t]
     if not empirical:
         raise ValueError("no empirical-lpips table with stored metrics to re-pick (the analytic rule "
                          "stores no sweep)")
-    for t in empirical:
-        _apply_pick(t, pick, psnr_weight)
+    for name, t in empirical:
+        floor = None
+        if pick == "psnr-floor" and reference is not None:
+            ref = reference if name is None else reference.get("modes", {}).get(name)
+            if ref is None:
+                raise ValueError(f"the reference has no {name!r} mode")
+            floor = reference_floor(ref, t["scales"])
+        elif pick == "psnr-floor" and "psnr_floor" not in t:
+            raise ValueError("pick 'psnr-floor' needs a reference table (the table stores no floor)")
+        _apply_pick(t, pick, psnr_weight, floor)
     return out
 
 
@@ -756,7 +829,7 @@ def calibrate(model, params, schedule: Schedule, hr_images, scales: Sequence[flo
               t_fractions: Sequence[float], num_steps: int, seed: int = 0, omega: float = OMEGA,
               variance: str = "ddpm", chunk: int = 16, sweep_options: Optional[dict] = None,
               tolerance: float = 0.0, degradation: str = "jax", pick: str = "lpips-psnr",
-              psnr_weight: float = DEFAULT_PSNR_WEIGHT):
+              psnr_weight: float = DEFAULT_PSNR_WEIGHT, psnr_floor: Optional[Sequence[float]] = None):
     """→ (table, AnalyticResult, SweepResult or None). The table holds what ``api`` reads ("scales",
     "noise_fraction" = t*/T) plus "t", "prf" (inclusive step intervals per scale, null when empty),
     the rule and the analytic curves' summary (always computed: it costs ~T/25 forward passes).
@@ -766,11 +839,14 @@ def calibrate(model, params, schedule: Schedule, hr_images, scales: Sequence[flo
     ``degradation``: how the LR inputs are made from the HR crops (see :func:`downscale`).
     ``pick`` (empirical rule): which measured step ships as "t" — see :data:`PICKS`; the argmin (or,
     with ``tolerance``, its pick) is kept as "t_best" and the steps tied with it as "t_tied";
-    ``psnr_weight`` is the exchange rate of the ``lpips-psnr`` pick."""
+    ``psnr_weight`` is the exchange rate of the ``lpips-psnr`` pick, ``psnr_floor`` (per scale) the
+    floor of the ``psnr-floor`` pick (see :func:`reference_floor`)."""
     if rule not in RULES:
         raise ValueError(f"rule must be one of {', '.join(RULES)}")
     if pick not in PICKS:
         raise ValueError(f"pick must be one of {', '.join(PICKS)}")
+    if pick == "psnr-floor" and (psnr_floor is None or len(psnr_floor) != len(scales)):
+        raise ValueError("pick 'psnr-floor' needs psnr_floor, one value per scale")
     if pick != "argmin" and tolerance:
         raise ValueError("tolerance already replaces the argmin; use it with pick='argmin'")
     sweep_options = dict(sweep_options or {})
@@ -804,7 +880,7 @@ def calibrate(model, params, schedule: Schedule, hr_images, scales: Sequence[flo
         table["metrics"] = {name: [[round(float(v), 5) for v in row] for row in sw.mean(name)] for name in METRICS}
         table["metrics_t"] = [int(t) for t in sw.t]
         # The pick reads the stored (rounded) means, so `repick` of this table reproduces it.
-        shipped = _apply_pick(table, pick, psnr_weight)["t"]
+        shipped = _apply_pick(table, pick, psnr_weight, psnr_floor)["t"]
         chosen = [(t, _jsonable_intervals(f["prf"])) for f, t in zip(fields, shipped)]
     table["t"] = [t for t, _ in chosen]
     table["noise_fraction"] = [t / T for t, _ in chosen]

@@ -274,6 +274,55 @@ def test_lpips_psnr_pick_trades_lpips_for_psnr_at_its_exchange_rate():
         prf.weighted_steps(t[::-1], lp, ps, 0.01)
 
 
+def test_psnr_floor_pick_buys_the_best_lpips_that_keeps_the_reference_psnr():
+    t = [0, 25, 50, 100, 200]
+    lp = [[0.20, 0.12, 0.10, 0.08, 0.07],
+          [0.40, 0.30, 0.30, 0.25, 0.22]]
+    ps = [[30.0, 29.8, 29.5, 29.0, 28.0],
+          [25.0, 24.9, 24.9, 24.5, 24.0]]
+    # Scale 0: steps with PSNR >= 29.4 are 0, 25, 50 → the LPIPS-best of them, 50. Scale 1: the floor
+    # is above every step → the highest PSNR (t = 0: no noise rather than a loss of fidelity).
+    assert prf.floor_steps(t, lp, ps, [29.4, 25.5]) == [50, 0]
+    assert prf.floor_steps(t, lp, ps, [0.0, 24.9]) == [200, 25]      # LPIPS tie (25, 50) → the smaller t
+    assert prf.picked_steps([200, 200], [[200], [200]], "psnr-floor", t_values=t, lpips_mean=lp, psnr_mean=ps,
+                            psnr_floor=[29.0, 24.5]) == [100, 100]
+    with pytest.raises(ValueError, match="psnr_floor"):
+        prf.picked_steps([200, 200], [[200], [200]], "psnr-floor", t_values=t, lpips_mean=lp, psnr_mean=ps)
+    with pytest.raises(ValueError, match="one finite value per scale"):
+        prf.floor_steps(t, lp, ps, [29.0])
+    with pytest.raises(ValueError, match="one finite value per scale"):
+        prf.floor_steps(t, lp, ps, [29.0, float("nan")])
+
+
+def test_reference_floor_is_the_psnr_the_reference_ships():
+    from diffsr_jax import api
+
+    table = api.read_noise_table(api.DEFAULT_CHECKPOINT)
+    cons = table["modes"]["consistent"]
+    floor = prf.reference_floor(cons, [4.0, 2.0])
+    for s, f in zip((4.0, 2.0), floor):
+        i = cons["scales"].index(s)
+        assert f == cons["metrics"]["psnr"][i][cons["metrics_t"].index(cons["t"][i])]
+    with pytest.raises(ValueError, match="no scale"):
+        prf.reference_floor(cons, [3.0])
+    with pytest.raises(ValueError, match="empirical"):
+        prf.reference_floor(dict(cons, rule="analytic"), [2.0])
+    # A table re-picked against itself keeps every shipped step whose PSNR no LPIPS-better step
+    # matches, and never ships a step of lower PSNR than its own.
+    same = prf.repick(table, "psnr-floor", reference=table)
+    for mode, ref in ((same, table), (same["modes"]["consistent"], cons)):
+        assert mode["pick"] == "psnr-floor" and mode["psnr_floor"] == prf.reference_floor(ref, ref["scales"])
+        for i, t in enumerate(mode["t"]):
+            j = mode["metrics_t"].index(t)
+            assert mode["metrics"]["psnr"][i][j] >= mode["psnr_floor"][i]
+            # (≤ up to the 4-decimal rounding the pick compares LPIPS at)
+            assert mode["metrics"]["lpips"][i][j] <= ref["metrics"]["lpips"][i][ref["metrics_t"].index(ref["t"][i])] + 5e-5
+    assert prf.repick(same, "psnr-floor") == same          # the stored floor re-picks to the same table
+    assert "psnr_floor" not in prf.repick(same, "lpips-psnr")
+    with pytest.raises(ValueError, match="reference"):
+        prf.repick(table, "psnr-floor")                    # no floor stored, none given
+
+
 def test_repick_rederives_shipped_steps_from_stored_measurements():
     """The bundled table re-picked by each rule: lpips-psnr (its rule) reproduces it exactly, one-se
     the smallest tied step, argmin the LPIPS argmin; the input is not modified, and a table with
@@ -385,6 +434,37 @@ def test_calibrate_consistent_mode_is_stored_beside_the_plain_table(tiny_model_d
     assert calibrate.main(["--repick", out, "--overwrite", "--pick", "argmin", "--psnr-weight", "0.1"]) == 2
     assert calibrate.main(["--repick", out, "--out", str(tmp_path / "re.json"), "--psnr-weight", "0"]) == 0
     assert json.load(open(tmp_path / "re.json"))["modes"]["consistent"]["t"] == cons["t_best"]  # k = 0: argmin
+
+
+def test_calibrate_psnr_floor_pick_reads_a_reference_of_the_same_protocol(tiny_model_dir, image_folder, tmp_path):
+    import calibrate
+
+    ref, out = str(tmp_path / "ref.json"), str(tmp_path / "prf.json")
+    base = ["--checkpoint", tiny_model_dir, "--data", image_folder, "--images", "2", "--crop", "32",
+            "--scales", "2", "4", "--steps", "1", "--t-grid", "0.1", "0.5"]
+    assert calibrate.main(base + ["--out", ref]) == 0
+    assert calibrate.main(base + ["--out", ref, "--consistency", "1"]) == 0
+    assert calibrate.main(base + ["--out", out, "--pick", "psnr-floor"]) == 2                  # no reference
+    assert calibrate.main(base + ["--out", out, "--psnr-floor-from", ref]) == 2                # wrong pick
+    assert calibrate.main(base + ["--out", out, "--pick", "psnr-floor", "--psnr-floor-from", ref,
+                                  "--seed", "1"]) == 2                                          # other crops
+    assert calibrate.main(base + ["--out", out, "--pick", "psnr-floor", "--psnr-floor-from", ref,
+                                  "--scales", "3"]) == 2                                        # scale missing
+    assert calibrate.main(base + ["--out", out, "--pick", "psnr-floor", "--psnr-floor-from", ref]) == 0
+    assert calibrate.main(base + ["--out", out, "--pick", "psnr-floor", "--psnr-floor-from", ref,
+                                  "--consistency", "1"]) == 0
+    reference, table = json.load(open(ref)), json.load(open(out))
+    for mode, r in ((table, reference), (table["modes"]["consistent"], reference["modes"]["consistent"])):
+        assert mode["pick"] == "psnr-floor" and mode["psnr_floor_from"].endswith("ref.json")
+        assert mode["psnr_floor"] == pytest.approx(prf.reference_floor(r, [2.0, 4.0]), abs=1e-5)
+        m = mode["metrics"]
+        assert mode["t"] == prf.floor_steps(mode["metrics_t"], m["lpips"], m["psnr"], mode["psnr_floor"])
+    # --repick keeps the stored floor (and its source) or takes a new reference's.
+    assert calibrate.main(["--repick", out, "--pick", "psnr-floor", "--out", str(tmp_path / "a.json")]) == 0
+    assert json.load(open(tmp_path / "a.json")) == table
+    assert calibrate.main(["--repick", out, "--pick", "psnr-floor", "--psnr-floor-from", ref,
+                           "--out", str(tmp_path / "b.json")]) == 0
+    assert json.load(open(tmp_path / "b.json"))["psnr_floor_from"].endswith("ref.json")
 
 
 def test_shipped_table_t_star_grows_with_scale():

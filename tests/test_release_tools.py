@@ -46,6 +46,35 @@ def test_compare_tables_counts_better_equal_worse(tmp_path, capsys):
                                 "--methods", "bicubic"]) == 2
 
 
+def test_compare_tables_paired_standard_errors_tell_noise_from_change(tmp_path, capsys):
+    import sys
+
+    sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+    import compare_tables
+
+    head = "dataset,scale,method,psnr_rgb,lpips_alex\n"
+    (tmp_path / "old.csv").write_text(head + "S5,2.0,diffsr,30.00,0.1000\n")
+    (tmp_path / "new.csv").write_text(head + "S5,2.0,diffsr,30.20,0.1010\n")
+    img = "dataset,scale,image,method,psnr_rgb,lpips_alex\n"
+    # PSNR: +0.2 / +0.2 / +0.1 dB (mean 0.167, SE 0.033, z = 5: a consistent change → counted);
+    # LPIPS: +0.020 / −0.017 / 0.000 (mean +0.001, z ≈ 0.1: noise, though the mean got worse).
+    (tmp_path / "old_per_image.csv").write_text(img + "S5,2.0,a,diffsr,30.0,0.100\nS5,2.0,b,diffsr,31.0,0.100\n"
+                                                "S5,2.0,c,diffsr,29.0,0.100\n")
+    (tmp_path / "new_per_image.csv").write_text(img + "S5,2.0,a,diffsr,30.2,0.120\nS5,2.0,b,diffsr,31.2,0.083\n"
+                                                "S5,2.0,c,diffsr,29.1,0.100\n")
+    assert compare_tables.main([str(tmp_path / "old.csv"), str(tmp_path / "new.csv"), "--paired"]) == 0
+    out = capsys.readouterr().out
+    assert "3 images" in out
+    mean, se, n = compare_tables.paired_difference(
+        compare_tables.read_per_image(str(tmp_path / "old_per_image.csv"))[("diffsr", 2.0, "S5")],
+        compare_tables.read_per_image(str(tmp_path / "new_per_image.csv"))[("diffsr", 2.0, "S5")], "psnr_rgb")
+    assert n == 3 and abs(mean - 0.5 / 3) < 1e-9 and se > 0
+    assert "psnr_rgb: better in 1, equal in 0, worse in 0 of 1; measurably (|z| ≥ 2) better in 1, worse in 0" in out
+    assert "lpips_alex: better in 0, equal in 0, worse in 1 of 1; measurably (|z| ≥ 2) better in 0, worse in 0" in out
+    (tmp_path / "new_per_image.csv").unlink()
+    assert compare_tables.main([str(tmp_path / "old.csv"), str(tmp_path / "new.csv"), "--paired"]) == 2
+
+
 def test_readme_table_matches_the_shipped_table1_and_noise_table():
     """The README's results rows are exactly what scripts/readme_table.py derives from the shipped
     benchmarks/results/table1.csv and the bundled prf.json (a release that forgets one fails)."""

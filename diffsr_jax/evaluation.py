@@ -668,6 +668,18 @@ def write_grids(result: EvalResult, out_dir: str) -> list[str]:
 # One call for evaluate.py
 
 
+def training_step_text(meta: Optional[dict]) -> str:
+    """' (training step N)' from a checkpoint's model.json, with the whole count for a run that was
+    warm-started from another checkpoint (its own step count restarts at 0)."""
+    meta = meta or {}
+    step, total = meta.get("step"), meta.get("total_steps")
+    if step is None:
+        return ""
+    if total is not None and total != step:
+        return f" (training step {step} of a warm-started run: {total} in all)"
+    return f" (training step {step})"
+
+
 def run_table(args, argv: Sequence[str]) -> EvalResult:
     """Table 1 end to end from evaluate.py's flags: data, methods, metrics, every output file."""
     import datetime
@@ -692,11 +704,10 @@ def run_table(args, argv: Sequence[str]) -> EvalResult:
     out = args.out_dir
     os.makedirs(out, exist_ok=True)
     model = mset.model
-    step = (model.meta or {}).get("step") if model is not None else None
     ckpt = "(not used)" if model is None else os.path.relpath(model.directory, os.getcwd())
     header = ["# Table 1: super-resolution quality", "",
               f"- date: {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}",
-              f"- checkpoint: {ckpt}" + (f" (training step {step})" if step is not None else ""),
+              f"- checkpoint: {ckpt}" + (training_step_text(model.meta) if model is not None else ""),
               f"- command: `python evaluate.py {shlex.join(argv)}`".replace("evaluate.py `", "evaluate.py`"),
               f"- protocol: {args.protocol} ({PROTOCOL_TEXT[args.protocol]}); Diff-SR seed {args.seed}, "
               "the same for every image; first call per method and shape is an untimed warm-up"]

@@ -200,3 +200,13 @@ def test_plot_metric_curves_writes_png(tmp_path):
     curves = {"2×": {k: np.linspace(1, 2, 4) for k, _ in ablations.SWEEP_METRICS}}
     ablations.plot_metric_curves(x, curves, str(tmp_path / "f.png"), "title", marks={"2×": 0.5})
     assert Image.open(tmp_path / "f.png").size[0] > 100
+
+
+def test_training_step_text_names_the_whole_count_of_a_warm_started_run():
+    from diffsr_jax.evaluation import training_step_text
+
+    assert training_step_text({"step": 6900, "total_steps": 28600}) == \
+        " (training step 6900 of a warm-started run: 28600 in all)"
+    assert training_step_text({"step": 400}) == " (training step 400)"
+    assert training_step_text({"step": 400, "total_steps": 400}) == " (training step 400)"
+    assert training_step_text({}) == "" and training_step_text(None) == ""

@@ -20,7 +20,7 @@ output unless --overwrite; writes atomically.
 The defaults are the evaluation protocol applied to training photos: 16 photos pooled from CBSD68
 and CSun_Hays80, each framed as Table 1 frames its images (centre square resized to 256², 8-bit)
 and degraded as Table 1 degrades them (PIL bicubic on 8-bit RGB), restored with the inference
-step count (2 DDIM steps). Which photos are used matters far more than how the LR is made: with
+step count (the checkpoint's current table's: 5 DDIM steps for the bundled model). Which photos are used matters far more than how the LR is made: with
 the step-7000 model and the same 8 crops, JAX-float vs PIL-8-bit LR changed no t*, while 8 other
 photos moved the consistent mode's t* from 0.1·T to 0.025–0.05·T (README "Choosing the noise
 level"). The output lists, per scale, the LPIPS argmin and the grid steps the calibration images
@@ -65,8 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--scales", type=float, nargs="+", default=[2, 2.7, 4, 8])
     ap.add_argument("--t-grid", type=float, nargs="+", default=list(DEFAULT_T_GRID),
                     help="noise levels as fractions of T for the empirical sweep (t = 0 is always added)")
-    ap.add_argument("--steps", type=int, default=DEFAULT_STEPS,
-                    help="DDIM steps from t; calibrate with the count you infer with (default: the inference default)")
+    ap.add_argument("--steps", type=int, default=None,
+                    help="DDIM steps from t; calibrate with the count you infer with (default: the step count "
+                         f"of the checkpoint's current prf.json, calibration.steps; {DEFAULT_STEPS} without one)")
     ap.add_argument("--rule", choices=("empirical-lpips", "analytic"), default="empirical-lpips")
     ap.add_argument("--variance", choices=("ddpm", "ddim"), default="ddpm", help="Σ_i² of the signature loss")
     ap.add_argument("--omega", type=float, default=0.004)
@@ -165,6 +166,16 @@ def _read_reference(path: str, protocol: dict, scales) -> dict:
     return reference
 
 
+def _current_steps(checkpoint: str) -> int:
+    """The step count the checkpoint's noise table was calibrated with (what inference runs by
+    default), so re-calibrating it keeps it; DEFAULT_STEPS without a table."""
+    try:
+        with open(os.path.join(checkpoint, "prf.json")) as f:
+            return int(json.load(f)["calibration"]["steps"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return DEFAULT_STEPS
+
+
 def _protocol(args) -> dict:
     return {"data": [os.path.relpath(os.path.abspath(d), REPO) for d in args.data], "images": args.images,
             "crop": args.crop, "framing": args.framing, "degradation": args.degradation, "seed": args.seed}
@@ -237,6 +248,12 @@ def main(argv=None) -> int:
         except (OSError, ValueError, KeyError) as e:
             print(f"error: --psnr-floor-from {args.psnr_floor_from}: {e}", file=sys.stderr)
             return 2
+
+    if args.steps is None:
+        args.steps = _current_steps(args.checkpoint)
+    if args.steps < 1:
+        print("error: --steps must be >= 1", file=sys.stderr)
+        return 2
 
     from diffsr_jax import api, prf
 

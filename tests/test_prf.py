@@ -318,33 +318,34 @@ def test_reference_floor_is_the_psnr_the_reference_ships():
             # (≤ up to the 4-decimal rounding the pick compares LPIPS at)
             assert mode["metrics"]["lpips"][i][j] <= ref["metrics"]["lpips"][i][ref["metrics_t"].index(ref["t"][i])] + 5e-5
     assert prf.repick(same, "psnr-floor") == same          # the stored floor re-picks to the same table
-    assert "psnr_floor" not in prf.repick(same, "lpips-psnr")
+    weighted = prf.repick(same, "lpips-psnr")
+    assert "psnr_floor" not in weighted and "psnr_floor" not in weighted["modes"]["consistent"]
     with pytest.raises(ValueError, match="reference"):
-        prf.repick(table, "psnr-floor")                    # no floor stored, none given
+        prf.repick(weighted, "psnr-floor")                 # no floor stored, none given
 
 
 def test_repick_rederives_shipped_steps_from_stored_measurements():
-    """The bundled table re-picked by each rule: lpips-psnr (its rule) reproduces it exactly, one-se
-    the smallest tied step, argmin the LPIPS argmin; the input is not modified, and a table with
-    no sweep stored (analytic) is refused."""
+    """The bundled table re-picked by each rule: its own rule (with the weight or floor it stores)
+    reproduces it exactly, one-se the smallest tied step, argmin the LPIPS argmin; the input is not
+    modified, and a table with no sweep stored (analytic) is refused."""
     from diffsr_jax import api
 
     table = api.read_noise_table(api.DEFAULT_CHECKPOINT)
-    assert table["pick"] == "lpips-psnr" and table["psnr_weight"] == prf.DEFAULT_PSNR_WEIGHT
-    same = prf.repick(table, "lpips-psnr")
-    assert same == table
+    pick = table["pick"]
+    assert pick in prf.PICKS and table["modes"]["consistent"]["pick"] == pick
+    assert prf.repick(table, pick, table.get("psnr_weight", prf.DEFAULT_PSNR_WEIGHT)) == table
     one_se = prf.repick(table, "one-se")
     for a in (one_se, one_se["modes"]["consistent"]):
         assert a["t"] == [min(tied) for tied in a["t_tied"]] and a["pick"] == "one-se"
-        assert "psnr_weight" not in a
+        assert "psnr_weight" not in a and "psnr_floor" not in a and "psnr_floor_from" not in a
     argmin = prf.repick(table, "argmin")["modes"]["consistent"]
     assert argmin["t"] == table["modes"]["consistent"]["t_best"]
     assert argmin["noise_fraction"] == [t / table["T"] for t in argmin["t"]]
-    assert table["pick"] == "lpips-psnr"                       # a copy was changed, not the input
+    assert table["pick"] == pick                               # a copy was changed, not the input
     with pytest.raises(ValueError, match="empirical"):
         prf.repick(dict(table, rule="analytic", modes={}), "argmin")
     analytic_plain = prf.repick(dict(table, rule="analytic"), "argmin")   # only the consistent mode
-    assert analytic_plain["t"] == table["t"] and analytic_plain["pick"] == "lpips-psnr"
+    assert analytic_plain["t"] == table["t"] and analytic_plain["pick"] == pick
 
 
 def test_load_crops_framings_and_pooled_folders(image_folder, tmp_path):
@@ -465,6 +466,19 @@ def test_calibrate_psnr_floor_pick_reads_a_reference_of_the_same_protocol(tiny_m
     assert calibrate.main(["--repick", out, "--pick", "psnr-floor", "--psnr-floor-from", ref,
                            "--out", str(tmp_path / "b.json")]) == 0
     assert json.load(open(tmp_path / "b.json"))["psnr_floor_from"].endswith("ref.json")
+
+
+def test_calibrate_default_steps_keep_the_checkpoints_current_table(tmp_path):
+    import calibrate
+    from diffsr_jax import api
+
+    assert calibrate._current_steps(str(tmp_path)) == calibrate.DEFAULT_STEPS          # no table
+    (tmp_path / "prf.json").write_text(json.dumps({"calibration": {"steps": 7}}))
+    assert calibrate._current_steps(str(tmp_path)) == 7
+    (tmp_path / "prf.json").write_text(json.dumps({"scales": [2.0]}))                   # older table
+    assert calibrate._current_steps(str(tmp_path)) == calibrate.DEFAULT_STEPS
+    bundled = api.read_noise_table(api.DEFAULT_CHECKPOINT)["calibration"]["steps"]
+    assert calibrate._current_steps(api.DEFAULT_CHECKPOINT) == bundled
 
 
 def test_shipped_table_t_star_grows_with_scale():

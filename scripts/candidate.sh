@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
 # Measure a training run's newest EMA params as a release candidate, the way the bundled model was
 # measured (model card, "Shipping a checkpoint"): export without stopping the run, the denoiser
-# yardstick, its own calibration (both modes), and Table 1's Diff-SR rows with that calibration.
+# yardstick, its own calibration (both modes; psnr-floor pick against the bundled prf.json, so it
+# gives back none of the bundled table's PSNR on the calibration photos), and Table 1's Diff-SR rows
+# with that calibration.
 #
 #   scripts/candidate.sh WORKDIR OUT [CONFIG]      # e.g. scripts/candidate.sh runs/cpu2 runs/cand_4000
 #
 # OUT must not exist. Everything lands in OUT: params/ + model.json (the export), prf.json (the
-# calibration), denoise_quality.{md,jsonl}, table1/. About 25 min on 2 CPU cores with nothing else
+# calibration), denoise_quality.{md,jsonl}, table1/. About 35 min (5 steps) on 2 CPU cores with nothing else
 # running (pause a training run beside it: `pkill -STOP -f train.py`, then `pkill -CONT -f train.py`).
-# UPTO=yardstick or UPTO=calibration stops after that stage (default: all three).
+# UPTO=yardstick or UPTO=calibration stops after that stage (default: all three). STEPS=N calibrates
+# for N DDIM steps (default: the bundled table's calibration.steps).
 set -euo pipefail
 if [ $# -lt 2 ]; then
-  sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 fi
 workdir=$(realpath -m "$1") out=$(realpath -m "$2") config=$(realpath -m "${3:-configs/cpu.py}")
@@ -25,13 +28,16 @@ if [ -e "$out" ]; then echo "error: $out exists; pick a new folder" >&2; exit 2;
 # measures Diff-SR with the candidate's own calibration instead.
 "$py" benchmarks/denoise_quality.py --checkpoint "$out" --skip-sr --out "$out/denoise_quality.jsonl" \
   | tee "$out/denoise_quality.md"
+bundled=diffsr_jax/assets/default_model/prf.json
+steps=${STEPS:-$("$py" -c "import json; print(json.load(open('$bundled'))['calibration']['steps'])")}
 if [ "$upto" != yardstick ]; then
-  "$py" calibrate.py --checkpoint "$out"
-  "$py" calibrate.py --checkpoint "$out" --consistency 1
+  floor=(--steps "$steps" --pick psnr-floor --psnr-floor-from "$bundled")
+  "$py" calibrate.py --checkpoint "$out" "${floor[@]}"
+  "$py" calibrate.py --checkpoint "$out" "${floor[@]}" --consistency 1
 fi
 if [ "$upto" = table1 ]; then
   "$py" evaluate.py --checkpoint "$out" --lpips-nets alex --ablations none \
     --methods diffsr diffsr-cons-colour --out-dir "$out/table1"
 fi
 echo "candidate in $out: compare denoise_quality.md with the model card's quality table, and Table 1 with"
-echo "  $py benchmarks/compare_tables.py benchmarks/results/table1.csv $out/table1/table1.csv"
+echo "  $py benchmarks/compare_tables.py benchmarks/results/table1.csv $out/table1/table1.csv --paired"

@@ -42,7 +42,7 @@ import os
 import sys
 import tempfile
 
-from diffsr_jax.defaults import DEFAULT_STEPS, EVALUATION_SETS  # no JAX import: --help stays instant
+from diffsr_jax.defaults import DEFAULT_SAMPLER, DEFAULT_STEPS, EVALUATION_SETS, SAMPLERS  # no JAX: --help stays instant
 
 REPO = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_DATA = [os.path.join(REPO, "..", "shared", "data", name) for name in ("CBSD68", "CSun_Hays80")]
@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--steps", type=int, default=None,
                     help="DDIM steps from t; calibrate with the count you infer with (default: the step count "
                          f"of the checkpoint's current prf.json, calibration.steps; {DEFAULT_STEPS} without one)")
+    ap.add_argument("--sampler", choices=SAMPLERS, default=None,
+                    help="reverse sampler of the sweep, as inference will run it (default: the checkpoint's "
+                         f"current prf.json's calibration.sampler; {DEFAULT_SAMPLER} without one)")
     ap.add_argument("--rule", choices=("empirical-lpips", "analytic"), default="empirical-lpips")
     ap.add_argument("--variance", choices=("ddpm", "ddim"), default="ddpm", help="Σ_i² of the signature loss")
     ap.add_argument("--omega", type=float, default=0.004)
@@ -166,13 +169,22 @@ def _read_reference(path: str, protocol: dict, scales) -> dict:
     return reference
 
 
+def _current_calibration(checkpoint: str) -> dict:
+    """The "calibration" record of the checkpoint's current prf.json ({} without one)."""
+    try:
+        with open(os.path.join(checkpoint, "prf.json")) as f:
+            cal = json.load(f).get("calibration", {})
+        return cal if isinstance(cal, dict) else {}
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
 def _current_steps(checkpoint: str) -> int:
     """The step count the checkpoint's noise table was calibrated with (what inference runs by
     default), so re-calibrating it keeps it; DEFAULT_STEPS without a table."""
     try:
-        with open(os.path.join(checkpoint, "prf.json")) as f:
-            return int(json.load(f)["calibration"]["steps"])
-    except (OSError, ValueError, KeyError, TypeError):
+        return int(_current_calibration(checkpoint)["steps"])
+    except (KeyError, ValueError, TypeError):
         return DEFAULT_STEPS
 
 
@@ -251,6 +263,8 @@ def main(argv=None) -> int:
 
     if args.steps is None:
         args.steps = _current_steps(args.checkpoint)
+    if args.sampler is None:
+        args.sampler = _current_calibration(args.checkpoint).get("sampler", DEFAULT_SAMPLER)
     if args.steps < 1:
         print("error: --steps must be >= 1", file=sys.stderr)
         return 2
@@ -265,10 +279,11 @@ def main(argv=None) -> int:
                                    omega=args.omega, variance=args.variance, chunk=args.chunk,
                                    sweep_options=options, tolerance=args.tolerance,
                                    degradation=args.degradation, pick=args.pick,
-                                   psnr_weight=_psnr_weight(args), psnr_floor=psnr_floor)
+                                   psnr_weight=_psnr_weight(args), psnr_floor=psnr_floor,
+                                   sampler=args.sampler)
     table["calibration"] = {"checkpoint": os.path.relpath(os.path.abspath(args.checkpoint), REPO),
                             "checkpoint_step": model.meta.get("step"), **_protocol(args), "steps": args.steps,
-                            "t_grid": sorted({0.0, *args.t_grid})}
+                            "sampler": args.sampler, "t_grid": sorted({0.0, *args.t_grid})}
     if psnr_floor is not None:
         table["psnr_floor_from"] = os.path.relpath(os.path.abspath(args.psnr_floor_from), REPO)
     table["date"] = datetime.date.today().isoformat()

@@ -27,7 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np
 
-from diffsr_jax.defaults import EVALUATION_SETS  # no JAX import: --help and refusals stay instant
+from diffsr_jax.defaults import EVALUATION_SETS, SAMPLERS  # no JAX import: --help and refusals stay instant
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = [os.path.join(os.path.dirname(REPO), "shared", "data", d) for d in ("CBSD68", "CSun_Hays80")]
@@ -83,7 +83,7 @@ def main(argv=None) -> int:
     ap.add_argument("--t-grid", type=float, nargs="+", default=[0.05, 0.1, 0.2, 0.3], help="noise levels as fractions of T")
     ap.add_argument("--step-grid", type=int, nargs="+", default=[2, 5, 10, 20])
     ap.add_argument("--mode", choices=sorted(MODES), default="consistent")
-    ap.add_argument("--sampler", choices=("ddim", "ddpm"), default="ddim")
+    ap.add_argument("--sampler", choices=SAMPLERS, default="ddim")
     ap.add_argument("--tolerance", type=float, default=0.01, help="LPIPS within which fewer steps count as as good")
     ap.add_argument("--chunk", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)

@@ -20,7 +20,7 @@ import numpy as np
 
 from diffsr_jax import checkpointing, ensemble, pipeline
 from diffsr_jax.defaults import (DEFAULT_COLOUR_FIX, DEFAULT_CONSISTENCY, DEFAULT_LIFT, DEFAULT_SELF_ENSEMBLE,
-                                 DEFAULT_STEPS)
+                                 DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLERS)
 from diffsr_jax import consistency as consistency_mod
 from diffsr_jax.models import abstract_params, build_unet
 from diffsr_jax.schedules import Schedule, make_schedule, q_sample
@@ -108,6 +108,13 @@ def default_steps(model: LoadedModel, consistent: bool = False) -> int:
     return int(steps) if isinstance(steps, int) and steps >= 1 else DEFAULT_STEPS
 
 
+def default_sampler(model: LoadedModel, consistent: bool = False) -> str:
+    """The reverse sampler a mode runs with when none is given: the one its noise table was
+    calibrated with (calibration.sampler), else DEFAULT_SAMPLER (tables before 2026-11-29 ran it)."""
+    name = noise_table_for(model.noise_table, consistent).get("calibration", {}).get("sampler")
+    return name if name in SAMPLERS else DEFAULT_SAMPLER
+
+
 def resolve_noise_step(model: LoadedModel, noise, scale: float, consistent: bool = False) -> int:
     """noise: ("auto", None) | ("fraction", f) | ("step", t) → an int step in [0, T]."""
     kind, value = noise if isinstance(noise, tuple) else (("auto", None) if noise == "auto" else
@@ -136,7 +143,8 @@ def _tile_guide(projectors, ref, windows, th, tw, strength):
 
 
 def _run_tiles(model: LoadedModel, x_t: np.ndarray, t: int, key, *, tile: int, overlap: int,
-               num_steps: int, tile_batch: int, progress: bool, cons=None, self_ensemble: int = 1) -> np.ndarray:
+               num_steps: int, tile_batch: int, progress: bool, cons=None, self_ensemble: int = 1,
+               sampler: str = DEFAULT_SAMPLER) -> np.ndarray:
     h, w, c = x_t.shape
     windows = list(pipeline.tile_windows(h, w, tile, overlap))
     th, tw = windows[0][2].shape
@@ -158,7 +166,8 @@ def _run_tiles(model: LoadedModel, x_t: np.ndarray, t: int, key, *, tile: int, o
             guide = _tile_guide(projectors, ref, padded, th, tw, strength)
         out = pipeline.restore_batch_jit(model.model, model.params, model.schedule, jnp.asarray(tiles),
                                          jnp.full((tile_batch,), t, jnp.int32), key, num_steps=num_steps,
-                                         guide=guide, guide_iters=iters, self_ensemble=self_ensemble)
+                                         sampler=sampler, guide=guide, guide_iters=iters,
+                                         self_ensemble=self_ensemble)
         out = np.asarray(out)
         placed += [(y, x, wgt, out[i]) for i, (y, x, wgt) in enumerate(chunk)]
     return pipeline.blend_tiles((h, w), c, placed)
@@ -168,7 +177,8 @@ def upscale_array(image: np.ndarray, out_hw: tuple[int, int], *, model: LoadedMo
                   steps: Optional[int] = None, seed: int = 0, tile: Optional[int] = None,
                   tile_overlap: int = 32, tile_batch: int = 4, progress: bool = False,
                   consistency: Optional[float] = None, lift: Optional[str] = None, consistency_iters: int = 1,
-                  colour_fix: Optional[str] = None, self_ensemble: Optional[int] = None) -> tuple[np.ndarray, dict]:
+                  colour_fix: Optional[str] = None, self_ensemble: Optional[int] = None,
+                  sampler: Optional[str] = None) -> tuple[np.ndarray, dict]:
     """Diff-SR on one float image HxWx3 in [0, 1] → (out_h x out_w x 3 in [0, 1], info).
 
     ``tile=None`` picks whole-image processing for outputs up to AUTO_TILE_THRESHOLD per side and
@@ -180,7 +190,8 @@ def upscale_array(image: np.ndarray, out_hw: tuple[int, int], *, model: LoadedMo
     ``self_ensemble`` 1 (off) | 2 | 4 | 8 (None = DEFAULT_SELF_ENSEMBLE): average the model's ε
     over that many flips/rotations (diffsr_jax.ensemble); costs that many network evaluations.
     ``steps``: DDIM steps from t (None = :func:`default_steps`, the count the mode's noise table
-    was calibrated with).
+    was calibrated with); ``sampler``: a name of diffsr_jax.samplers.SAMPLERS (None =
+    :func:`default_sampler`, the one the table was calibrated with).
     """
     image = np.asarray(image, np.float32)
     if image.ndim != 3 or image.shape[-1] != 3:
@@ -205,6 +216,9 @@ def upscale_array(image: np.ndarray, out_hw: tuple[int, int], *, model: LoadedMo
     num_steps = default_steps(model, consistent=strength > 0) if steps is None else int(steps)
     if num_steps < 1:
         raise ValueError("steps must be ≥ 1")
+    sampler = default_sampler(model, consistent=strength > 0) if sampler is None else sampler
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
     key = jax.random.key(seed)
     k_noise, k_sample = jax.random.split(key)
 
@@ -227,14 +241,16 @@ def upscale_array(image: np.ndarray, out_hw: tuple[int, int], *, model: LoadedMo
             tile = max(model.stride, tile - tile % model.stride)
             overlap = min(int(tile_overlap), tile // 2)
             out = _run_tiles(model, x_t, t, k_sample, tile=tile, overlap=overlap, num_steps=num_steps,
-                             tile_batch=tile_batch, progress=progress, cons=cons, self_ensemble=self_ensemble)
+                             tile_batch=tile_batch, progress=progress, cons=cons, self_ensemble=self_ensemble,
+                             sampler=sampler)
         else:
             guide = None
             if cons is not None:
                 guide = pipeline.whole_image_guide(ops, jnp.asarray(ref[None]), strength)
             out = np.asarray(pipeline.restore_batch_jit(model.model, model.params, model.schedule,
                                                         jnp.asarray(x_t[None]), jnp.full((1,), t, jnp.int32),
-                                                        k_sample, num_steps=num_steps, guide=guide,
+                                                        k_sample, num_steps=num_steps, sampler=sampler,
+                                                        guide=guide,
                                                         guide_iters=int(consistency_iters),
                                                         self_ensemble=self_ensemble))[0]
     out = jnp.asarray(out[None, :out_h, :out_w])
@@ -246,8 +262,8 @@ def upscale_array(image: np.ndarray, out_hw: tuple[int, int], *, model: LoadedMo
         final_ops = consistency_mod.image_operator((out_h, out_w), image.shape[:2], lift)
         out = consistency_mod.project_onto_lr(out, lr, final_ops, strength, int(consistency_iters))
     out = np.clip((np.asarray(out)[0] + 1.0) / 2.0, 0.0, 1.0)
-    info = {"t": t, "noise_fraction": t / model.num_timesteps, "steps": num_steps, "scale": scale,
-            "tile": tile or 0, "consistency": strength, "lift": lift if strength > 0 else None,
+    info = {"t": t, "noise_fraction": t / model.num_timesteps, "steps": num_steps, "sampler": sampler,
+            "scale": scale, "tile": tile or 0, "consistency": strength, "lift": lift if strength > 0 else None,
             "colour_fix": colour_fix, "self_ensemble": self_ensemble}
     return out, info
 

@@ -137,6 +137,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=_positive_int("--steps"), default=None, metavar="N",
                    help="DDIM steps from t back to 0 (default: the count the model's noise table was "
                         f"calibrated with for the mode; {defaults.DEFAULT_STEPS} if it does not say)")
+    p.add_argument("--sampler", choices=defaults.SAMPLERS, default=None,
+                   help="reverse sampler: DDIM or DDPM on evenly (ddim, ddpm) or quadratically spaced steps "
+                        "(-quad: small steps near the end) (default: the one the model's noise table was "
+                        f"calibrated with; {defaults.DEFAULT_SAMPLER} if it does not say)")
     p.add_argument("--consistency", type=_consistency, default=None, metavar="on|off|λ",
                    help="data consistency: every denoising step is corrected so that the output, "
                         "bicubic-downscaled, gives back the input (any scale). A number in [0, 1] sets "
@@ -320,8 +324,8 @@ def _process(job: _Job, args, target, noise, api, model, log) -> None:
 
     try:
         out, info = api.upscale_array(
-            img.rgb, plan.out_hw, model=model, noise=noise, steps=args.steps, seed=args.seed,
-            tile=args.tile, tile_overlap=args.tile_overlap, tile_batch=args.batch_size,
+            img.rgb, plan.out_hw, model=model, noise=noise, steps=args.steps, sampler=args.sampler,
+            seed=args.seed, tile=args.tile, tile_overlap=args.tile_overlap, tile_batch=args.batch_size,
             progress=not args.quiet, consistency=args.consistency, lift=args.lift, colour_fix=args.colour_fix,
             self_ensemble=args.self_ensemble,
         )

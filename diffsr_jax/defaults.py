@@ -3,12 +3,15 @@
 The values are measured choices; see the model card (assets/default_model/README.md).
 """
 
-# DDIM steps from t that calibrate.py calibrates with (and so the count a table carries, which
-# api.default_steps runs), and the fallback for tables that do not record theirs. More steps trade
-# PSNR for LPIPS with today's model (benchmarks/results/steps_quality.md; model card "Step 28 600
-# and the sampler's step count"): 10 steps won LPIPS in 6 of Table 1's 9 default-mode columns but lost PSNR in 6, so the
-# shipped pair stays at 2.
+# DDIM steps from t for a noise table that does not record its own (api.default_steps runs the count
+# a table was calibrated with: 5 for the bundled step-28 600 table, see the model card's "Step
+# 28 600 at 5 steps"), and calibrate.py's count for a checkpoint without a table.
 DEFAULT_STEPS = 2
+# Reverse samplers by name (diffsr_jax.samplers.SAMPLERS): DDIM / DDPM on the evenly spaced ladder
+# of steps from t to 0, or on the quadratic one ("-quad"). The default is the one the model's noise
+# table was calibrated with (calibration.sampler, read by api.default_sampler), else DEFAULT_SAMPLER.
+SAMPLERS = ("ddim", "ddim-quad", "ddpm", "ddpm-quad")
+DEFAULT_SAMPLER = "ddim"
 EVALUATION_SETS = ("CSet5", "CSet14", "CUrban100")  # never train, calibrate or choose a default on these
 LIFTS = ("pinv", "bicubic")     # see diffsr_jax.consistency
 COLOUR_FIXES = ("none", "wavelet", "adain")

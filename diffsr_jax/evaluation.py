@@ -294,7 +294,9 @@ def make_diffsr_method(model, noise="auto", steps: Optional[int] = None, seed: i
     def fn(lr, target_hw):
         out, info = api.upscale_array(lr, tuple(target_hw), model=model, noise=spec, steps=steps, seed=seed,
                                       tile=0, **upscale_kwargs)
-        fn.note = f"t={info['t']}/{model.num_timesteps}, {info['steps']} DDIM steps"
+        sampler = info.get("sampler", "ddim")
+        fn.note = (f"t={info['t']}/{model.num_timesteps}, {info['steps']} DDIM steps" if sampler == "ddim" else
+                   f"t={info['t']}/{model.num_timesteps}, {info['steps']} steps of {sampler}")
         return out
 
     fn.__name__, fn.note = "diffsr", ""

@@ -58,7 +58,7 @@ def restore_batch(model, params, schedule: Schedule, x_t: jnp.ndarray, t: jnp.nd
     ``guide`` (optional) corrects each predicted x0 towards the input (data consistency).
     ``self_ensemble`` (static: 1, 2, 4 or 8) averages ε over that many flips/rotations.
     """
-    kwargs = {"eta": eta} if sampler == "ddim" else {}
+    kwargs = {"eta": eta} if sampler.startswith("ddim") else {}
     if guide is not None:
         kwargs["correct_x0"] = consistency.x0_corrector(guide.ref, guide.rows, guide.cols, guide.strength,
                                                         guide_iters)

@@ -829,7 +829,8 @@ def calibrate(model, params, schedule: Schedule, hr_images, scales: Sequence[flo
               t_fractions: Sequence[float], num_steps: int, seed: int = 0, omega: float = OMEGA,
               variance: str = "ddpm", chunk: int = 16, sweep_options: Optional[dict] = None,
               tolerance: float = 0.0, degradation: str = "jax", pick: str = "lpips-psnr",
-              psnr_weight: float = DEFAULT_PSNR_WEIGHT, psnr_floor: Optional[Sequence[float]] = None):
+              psnr_weight: float = DEFAULT_PSNR_WEIGHT, psnr_floor: Optional[Sequence[float]] = None,
+              sampler: str = "ddim"):
     """→ (table, AnalyticResult, SweepResult or None). The table holds what ``api`` reads ("scales",
     "noise_fraction" = t*/T) plus "t", "prf" (inclusive step intervals per scale, null when empty),
     the rule and the analytic curves' summary (always computed: it costs ~T/25 forward passes).
@@ -840,7 +841,8 @@ def calibrate(model, params, schedule: Schedule, hr_images, scales: Sequence[flo
     ``pick`` (empirical rule): which measured step ships as "t" — see :data:`PICKS`; the argmin (or,
     with ``tolerance``, its pick) is kept as "t_best" and the steps tied with it as "t_tied";
     ``psnr_weight`` is the exchange rate of the ``lpips-psnr`` pick, ``psnr_floor`` (per scale) the
-    floor of the ``psnr-floor`` pick (see :func:`reference_floor`)."""
+    floor of the ``psnr-floor`` pick (see :func:`reference_floor`). ``sampler``: the reverse
+    sampler the sweep runs (a name of diffsr_jax.samplers.SAMPLERS), as inference will."""
     if rule not in RULES:
         raise ValueError(f"rule must be one of {', '.join(RULES)}")
     if pick not in PICKS:
@@ -869,7 +871,7 @@ def calibrate(model, params, schedule: Schedule, hr_images, scales: Sequence[flo
     else:
         ts = sorted({int(round(f * T)) for f in t_fractions})
         sw = sweep(model, params, schedule, hr_images, scales, ts, k_sweep, num_steps, lpips=make_lpips(),
-                   chunk=chunk, degradation=degradation, **sweep_options)
+                   chunk=chunk, degradation=degradation, sampler=sampler, **sweep_options)
         if sweep_options:
             table["options"] = sweep_options
         fields = empirical_fields(sw, tolerance=tolerance)

@@ -90,6 +90,23 @@ def test_default_steps_follow_the_modes_calibrated_table(model):
     assert api.default_steps(bare, consistent=True) == api.DEFAULT_STEPS
 
 
+def test_default_sampler_follows_the_modes_calibrated_table(model):
+    import dataclasses
+
+    table = {"scales": [2, 4], "noise_fraction": [0.1, 0.2], "calibration": {"steps": 2, "sampler": "ddim-quad"},
+             "modes": {"consistent": {"scales": [2, 4], "noise_fraction": [0.2, 0.3], "calibration": {"steps": 2}}}}
+    m = dataclasses.replace(model, noise_table=table)
+    assert api.default_sampler(m) == "ddim-quad" and api.default_sampler(m, consistent=True) == api.DEFAULT_SAMPLER
+    img = smooth_image(8, 8)
+    _, plain = api.upscale_array(img, (16, 16), model=m, consistency=0.0)
+    _, given = api.upscale_array(img, (16, 16), model=m, sampler="ddpm")
+    assert (plain["sampler"], given["sampler"]) == ("ddim-quad", "ddpm")
+    with pytest.raises(ValueError, match="sampler"):
+        api.upscale_array(img, (16, 16), model=m, sampler="euler")
+    odd = dataclasses.replace(model, noise_table=dict(table, calibration={"sampler": "heun"}))
+    assert api.default_sampler(odd) == api.DEFAULT_SAMPLER
+
+
 def test_upscale_keeps_dtype_and_channels(model):
     gray = (smooth_image(8, 12)[..., 0] * 255).astype(np.uint8)
     out = api.upscale(gray, "2x", model=model, noise=0.1, steps=2)

@@ -46,13 +46,13 @@ class FakeApi(types.ModuleType):
 
     def upscale_array(self, image, out_hw, *, model, noise=("auto", None), steps=None, seed=0,
                       tile=None, tile_overlap=32, tile_batch=4, progress=False, consistency=None, lift=None,
-                      colour_fix=None, self_ensemble=None):
+                      colour_fix=None, self_ensemble=None, sampler=None):
         assert isinstance(model, self.LoadedModel)
         assert image.dtype == np.float32 and image.ndim == 3 and image.shape[2] == 3
         self.calls.append(dict(shape=image.shape[:2], out_hw=tuple(out_hw), noise=noise,
                                steps=steps, seed=seed, tile=tile, tile_overlap=tile_overlap,
                                progress=progress, consistency=consistency, lift=lift, colour_fix=colour_fix,
-                               self_ensemble=self_ensemble))
+                               self_ensemble=self_ensemble, sampler=sampler))
         if image.shape[:2] in self.fail_on:
             raise RuntimeError("RESOURCE_EXHAUSTED: out of memory\nlong XLA details")
         return _bicubic(image, out_hw), {"t": 400, "noise_fraction": 0.4, "steps": steps or 25,
@@ -122,6 +122,7 @@ def test_infer_py_help_subprocess():
     (["--target", "2x", "--lift", "nearest"], "--lift"),
     (["--target", "2x", "--self-ensemble", "3"], "--self-ensemble"),
     (["--target", "2x", "--self-ensemble", "two"], "--self-ensemble"),
+    (["--target", "2x", "--sampler", "euler"], "--sampler"),
     (["--target", "2x", "--bogus"], "unrecognized"),
     ([], "--target"),
 ])
@@ -179,13 +180,14 @@ def test_options_are_passed(api, imgs, tmp_path, capsys):
                    "--tile", "0"])
     assert rc == 0 and api.calls[-1]["noise"] == ("fraction", 0.3) and api.calls[-1]["tile"] == 0
     assert api.calls[-1]["consistency"] is None and api.calls[-1]["colour_fix"] is None  # library defaults
-    assert api.calls[-1]["self_ensemble"] is None
+    assert api.calls[-1]["self_ensemble"] is None and api.calls[-1]["sampler"] is None
     for flag, value, key, expected in [("--consistency", "on", "consistency", 1.0),
                                        ("--consistency", "off", "consistency", 0.0),
                                        ("--consistency", "0.5", "consistency", 0.5),
                                        ("--lift", "bicubic", "lift", "bicubic"),
                                        ("--colour-fix", "wavelet", "colour_fix", "wavelet"),
-                                       ("--self-ensemble", "8", "self_ensemble", 8)]:
+                                       ("--self-ensemble", "8", "self_ensemble", 8),
+                                       ("--sampler", "ddim-quad", "sampler", "ddim-quad")]:
         rc = cli.main([str(imgs / "a.png"), "-t", "x2", "-o", str(tmp_path / f"o_{key}_{value}.png"), flag, value])
         assert rc == 0 and api.calls[-1][key] == expected
 

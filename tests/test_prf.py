@@ -451,10 +451,13 @@ def test_calibrate_psnr_floor_pick_reads_a_reference_of_the_same_protocol(tiny_m
                                   "--seed", "1"]) == 2                                          # other crops
     assert calibrate.main(base + ["--out", out, "--pick", "psnr-floor", "--psnr-floor-from", ref,
                                   "--scales", "3"]) == 2                                        # scale missing
-    assert calibrate.main(base + ["--out", out, "--pick", "psnr-floor", "--psnr-floor-from", ref]) == 0
-    assert calibrate.main(base + ["--out", out, "--pick", "psnr-floor", "--psnr-floor-from", ref,
-                                  "--consistency", "1"]) == 0
+    # The use it exists for: another sampler held to the reference's PSNR.
+    quad = ["--sampler", "ddim-quad", "--pick", "psnr-floor", "--psnr-floor-from", ref]
+    assert calibrate.main(base + ["--out", out] + quad) == 0
+    assert calibrate.main(base + ["--out", out, "--consistency", "1"] + quad) == 0
     reference, table = json.load(open(ref)), json.load(open(out))
+    assert reference["calibration"]["sampler"] == "ddim" and table["calibration"]["sampler"] == "ddim-quad"
+    assert table["modes"]["consistent"]["calibration"]["sampler"] == "ddim-quad"
     for mode, r in ((table, reference), (table["modes"]["consistent"], reference["modes"]["consistent"])):
         assert mode["pick"] == "psnr-floor" and mode["psnr_floor_from"].endswith("ref.json")
         assert mode["psnr_floor"] == pytest.approx(prf.reference_floor(r, [2.0, 4.0]), abs=1e-5)

@@ -38,7 +38,28 @@ def test_ladder_is_exact_and_descending():
     np.testing.assert_array_equal(lad[2], 0)
 
 
-@pytest.mark.parametrize("name", ["ddim", "ddpm"])
+def test_quadratic_ladder_takes_small_steps_near_zero():
+    lad = np.asarray(samplers.timestep_ladder(jnp.array([200, 3, 0]), 5, power=2))
+    np.testing.assert_array_equal(lad[0], [200, 128, 72, 32, 8, 0])   # ⌊200·((5−k)/5)²⌋
+    assert lad[1, 0] == 3 and lad[1, -1] == 0 and np.all(np.diff(lad[1]) <= 0)
+    np.testing.assert_array_equal(lad[2], 0)
+    # traced t_start: one compiled ladder for every noise level
+    np.testing.assert_array_equal(jax.jit(lambda t: samplers.timestep_ladder(t, 5, 2))(jnp.array([200])), lad[:1])
+    with pytest.raises(ValueError, match="power"):
+        samplers.timestep_ladder(jnp.array([200]), 5, power=3)
+
+
+def test_quad_samplers_differ_from_even_ones_only_in_the_ladder(x0):
+    xt, t, key = x0, jnp.array([200, 200]), jax.random.key(1)
+    quad = samplers.SAMPLERS["ddim-quad"](toy_eps, SCHED, xt, t, key, num_steps=5)
+    explicit = samplers.ddim_sample(toy_eps, SCHED, xt, t, key, num_steps=5, ladder_power=2)
+    even = samplers.SAMPLERS["ddim"](toy_eps, SCHED, xt, t, key, num_steps=5)
+    np.testing.assert_array_equal(quad, explicit)
+    assert float(jnp.abs(quad - even).max()) > 1e-4
+    assert set(samplers.SAMPLERS) == set(__import__("diffsr_jax.defaults").defaults.SAMPLERS)
+
+
+@pytest.mark.parametrize("name", ["ddim", "ddpm", "ddim-quad", "ddpm-quad"])
 def test_t_start_zero_returns_input(name, x0):
     out = samplers.SAMPLERS[name](toy_eps, SCHED, x0, jnp.int32(0), jax.random.key(0), num_steps=5)
     np.testing.assert_array_equal(out, x0)

@@ -20,8 +20,8 @@ output unless --overwrite; writes atomically.
 The defaults are the evaluation protocol applied to training photos: 16 photos pooled from CBSD68
 and CSun_Hays80, each framed as Table 1 frames its images (centre square resized to 256², 8-bit)
 and degraded as Table 1 degrades them (PIL bicubic on 8-bit RGB), restored with the inference
-step count (the checkpoint's current table's: 5 DDIM steps for the bundled model). Which photos are used matters far more than how the LR is made: with
-the step-7000 model and the same 8 crops, JAX-float vs PIL-8-bit LR changed no t*, while 8 other
+step count and sampler (the checkpoint's current table's: 5 DDIM steps for the bundled model).
+Which photos are used matters far more than how the LR is made: with the step-7000 model and the same 8 crops, JAX-float vs PIL-8-bit LR changed no t*, while 8 other
 photos moved the consistent mode's t* from 0.1·T to 0.025–0.05·T (README "Choosing the noise
 level"). The output lists, per scale, the LPIPS argmin and the grid steps the calibration images
 cannot tell apart from it (within one paired standard error). ``--pick one-se`` ships the smallest

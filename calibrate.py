@@ -169,21 +169,25 @@ def _read_reference(path: str, protocol: dict, scales) -> dict:
     return reference
 
 
-def _current_calibration(checkpoint: str) -> dict:
-    """The "calibration" record of the checkpoint's current prf.json ({} without one)."""
+def _current_calibration(checkpoint: str, consistent: bool = False) -> dict:
+    """The "calibration" record of the checkpoint's current prf.json for a mode ({} without one),
+    read the way api.noise_table_for reads the table (kept JAX-free: --help and refusals stay instant)."""
     try:
         with open(os.path.join(checkpoint, "prf.json")) as f:
-            cal = json.load(f).get("calibration", {})
+            table = json.load(f)
+        if consistent:
+            table = table.get("modes", {}).get("consistent", table)
+        cal = table.get("calibration", {})
         return cal if isinstance(cal, dict) else {}
     except (OSError, ValueError, AttributeError):
         return {}
 
 
-def _current_steps(checkpoint: str) -> int:
+def _current_steps(checkpoint: str, consistent: bool = False) -> int:
     """The step count the checkpoint's noise table was calibrated with (what inference runs by
     default), so re-calibrating it keeps it; DEFAULT_STEPS without a table."""
     try:
-        return int(_current_calibration(checkpoint)["steps"])
+        return int(_current_calibration(checkpoint, consistent)["steps"])
     except (KeyError, ValueError, TypeError):
         return DEFAULT_STEPS
 
@@ -262,9 +266,9 @@ def main(argv=None) -> int:
             return 2
 
     if args.steps is None:
-        args.steps = _current_steps(args.checkpoint)
+        args.steps = _current_steps(args.checkpoint, consistent)
     if args.sampler is None:
-        args.sampler = _current_calibration(args.checkpoint).get("sampler", DEFAULT_SAMPLER)
+        args.sampler = _current_calibration(args.checkpoint, consistent).get("sampler", DEFAULT_SAMPLER)
     if args.steps < 1:
         print("error: --steps must be >= 1", file=sys.stderr)
         return 2

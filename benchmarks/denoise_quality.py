@@ -56,7 +56,8 @@ def parse_args(argv=None):
                    help="noise steps t in [1, T] (steps above the checkpoint's T are skipped)")
     p.add_argument("--seed", type=int, default=0, help="seed of the injected noise ε and of Diff-SR")
     p.add_argument("--sr-scale", type=float, default=4.0, help="scale of the Diff-SR vs Lanczos check")
-    p.add_argument("--steps", type=int, default=None, help="Diff-SR DDIM steps; None = the checkpoint's calibrated count (api.default_steps)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="Diff-SR DDIM steps; None = the checkpoint's calibrated count (api.default_steps)")
     p.add_argument("--skip-sr", action="store_true", help="leave out the Diff-SR vs Lanczos check")
     p.add_argument("--self-ensemble", type=int, choices=SELF_ENSEMBLE_SIZES, default=1,
                    help="average ε over this many flips/rotations (diffsr_jax.ensemble), in x̂0 and Diff-SR")

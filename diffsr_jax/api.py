@@ -100,18 +100,23 @@ def noise_table_for(table: dict, consistent: bool) -> dict:
     return table
 
 
+def _calibrated(model: LoadedModel, consistent: bool, key: str):
+    """What the mode's noise table records of how it was calibrated (``calibration[key]``), or None."""
+    return noise_table_for(model.noise_table, consistent).get("calibration", {}).get(key)
+
+
 def default_steps(model: LoadedModel, consistent: bool = False) -> int:
     """The sampler step count a mode runs with when none is given: the count its noise table was
     calibrated with (a table's t* holds only for that count: fewer steps from a large t cannot
     rebuild what more can), else DEFAULT_STEPS for tables that do not record it."""
-    steps = noise_table_for(model.noise_table, consistent).get("calibration", {}).get("steps")
+    steps = _calibrated(model, consistent, "steps")
     return int(steps) if isinstance(steps, int) and steps >= 1 else DEFAULT_STEPS
 
 
 def default_sampler(model: LoadedModel, consistent: bool = False) -> str:
     """The reverse sampler a mode runs with when none is given: the one its noise table was
     calibrated with (calibration.sampler), else DEFAULT_SAMPLER (tables before 2026-11-29 ran it)."""
-    name = noise_table_for(model.noise_table, consistent).get("calibration", {}).get("sampler")
+    name = _calibrated(model, consistent, "sampler")
     return name if name in SAMPLERS else DEFAULT_SAMPLER
 
 

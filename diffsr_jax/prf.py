@@ -687,6 +687,18 @@ PICKS = {
 }
 
 
+def _grid_means(t_values, lpips_mean, psnr_mean):
+    """Validated (t grid, LPIPS means, PSNR means) of a pick: both (S, Tn) over a strictly
+    increasing grid."""
+    lp, ps = np.asarray(lpips_mean, np.float64), np.asarray(psnr_mean, np.float64)
+    t_values = np.asarray(t_values)
+    if lp.shape != ps.shape or lp.shape[-1] != len(t_values):
+        raise ValueError(f"lpips {lp.shape} and psnr {ps.shape} must both be (scales, {len(t_values)})")
+    if not np.all(np.diff(t_values) > 0):
+        raise ValueError("t_values must be strictly increasing")
+    return t_values, lp, ps
+
+
 def weighted_steps(t_values: Sequence[int], lpips_mean, psnr_mean, psnr_weight: float,
                    decimals: int = 4) -> list[int]:
     """Per scale, argmin over the grid of mean LPIPS + psnr_weight · (max mean PSNR − mean PSNR)
@@ -694,12 +706,7 @@ def weighted_steps(t_values: Sequence[int], lpips_mean, psnr_mean, psnr_weight: 
     :func:`empirical_fields` rounds), go to the smaller t. psnr_weight = 0 is the LPIPS argmin."""
     if not psnr_weight >= 0:
         raise ValueError(f"psnr_weight must be >= 0, got {psnr_weight}")
-    lp, ps = np.asarray(lpips_mean, np.float64), np.asarray(psnr_mean, np.float64)
-    t_values = np.asarray(t_values)
-    if lp.shape != ps.shape or lp.shape[-1] != len(t_values):
-        raise ValueError(f"lpips {lp.shape} and psnr {ps.shape} must both be (scales, {len(t_values)})")
-    if not np.all(np.diff(t_values) > 0):
-        raise ValueError("t_values must be strictly increasing")
+    t_values, lp, ps = _grid_means(t_values, lpips_mean, psnr_mean)
     score = np.round(lp + psnr_weight * (ps.max(axis=-1, keepdims=True) - ps), decimals)
     return [int(t_values[int(np.argmin(row))]) for row in score]
 
@@ -710,15 +717,10 @@ def floor_steps(t_values: Sequence[int], lpips_mean, psnr_mean, psnr_floor: Sequ
     ``psnr_floor[scale]`` (``lpips_mean``, ``psnr_mean``: (S, Tn)); LPIPS ties, after rounding to
     ``decimals``, go to the smaller t. Where no step reaches the floor: the highest mean PSNR (the
     closest the sampler comes to the reference's fidelity)."""
-    lp, ps = np.asarray(lpips_mean, np.float64), np.asarray(psnr_mean, np.float64)
+    t_values, lp, ps = _grid_means(t_values, lpips_mean, psnr_mean)
     floor = np.asarray(psnr_floor, np.float64).reshape(-1)
-    t_values = np.asarray(t_values)
-    if lp.shape != ps.shape or lp.shape[-1] != len(t_values):
-        raise ValueError(f"lpips {lp.shape} and psnr {ps.shape} must both be (scales, {len(t_values)})")
     if len(floor) != lp.shape[0] or not np.all(np.isfinite(floor)):
         raise ValueError(f"psnr_floor needs one finite value per scale ({lp.shape[0]}), got {psnr_floor}")
-    if not np.all(np.diff(t_values) > 0):
-        raise ValueError("t_values must be strictly increasing")
     out = []
     for lp_row, ps_row, f in zip(np.round(lp, decimals), ps, floor):
         ok = ps_row >= f

@@ -204,30 +204,44 @@ def flat_to_model_dir(flat_dir: str, out_dir: str, extra: dict | None = None) ->
 # ---------------------------------------------------------------------------------------------
 # Batches from worker processes
 
-_W: dict = {}
 
+def _worker_main(conn, npz_path, sampler_kwargs, shm_name, buf_shape):
+    """A batch worker: decodes the images once, then answers ``(step, slot)`` requests on its own
+    pipe, in order, until it receives ``None``. Each answer is ``("ok", batch or None)`` or
+    ``("error", traceback text)``; an error while starting is sent and ends the worker."""
+    import traceback
 
-def _worker_init(npz_path, sampler_kwargs, shm_name, buf_shape):
     os.environ.setdefault("JAX_PLATFORMS", "cpu")  # workers never touch the accelerator
-    images, _ = load_packed_images(npz_path, verify=False)
-    _W["sampler"] = _data().CropSampler(images, **sampler_kwargs)
-    _W["buf"] = None
-    if shm_name:
-        from multiprocessing import shared_memory
+    shm = buf = None
+    try:
+        images, _ = load_packed_images(npz_path, verify=False)
+        sampler = _data().CropSampler(images, **sampler_kwargs)
+        if shm_name:
+            from multiprocessing import shared_memory
 
-        # Attaching registers it with the resource tracker, which spawned workers share with the
-        # parent: a second registration of the same name is harmless; the parent unlinks it.
-        shm = shared_memory.SharedMemory(name=shm_name)
-        _W["shm"] = shm
-        _W["buf"] = np.ndarray(buf_shape, np.float32, buffer=shm.buf)
-
-
-def _worker_batch(step, slot):
-    b = _W["sampler"].batch(step)
-    if _W["buf"] is None:
-        return b
-    _W["buf"][slot] = b
-    return None
+            # Attaching registers it with the resource tracker, which spawned workers share with
+            # the parent: a second registration of the same name is harmless; the parent unlinks it.
+            shm = shared_memory.SharedMemory(name=shm_name)
+            buf = np.ndarray(buf_shape, np.float32, buffer=shm.buf)
+    except BaseException:
+        conn.send(("error", traceback.format_exc()))
+        return
+    while True:
+        try:
+            msg = conn.recv()
+        except EOFError:  # the parent is gone
+            return
+        if msg is None:
+            return
+        step, slot = msg
+        try:
+            b = sampler.batch(step)
+            if buf is not None:
+                buf[slot] = b
+                b = None
+            conn.send(("ok", b))
+        except BaseException:
+            conn.send(("error", traceback.format_exc()))
 
 
 class ProcessBatches:
@@ -237,7 +251,12 @@ class ProcessBatches:
     Batches land in shared-memory slots and are handed out as views (no copy): a view stays valid
     until two more batches have been taken, which suits train_lib's loop (it syncs on each step's
     loss before taking the next batch). Falls back to sending arrays through pipes when /dev/shm
-    is too small. The first batch is made in the constructor, so a broken pool fails there.
+    is too small. The first batch is made in the constructor, so a broken worker fails there.
+
+    Each worker has its own pipe and takes every ``workers``-th step, so its answers arrive in the
+    order they are wanted. Not ``multiprocessing.Pool``: its ``terminate()`` can hang for good when
+    a worker is stopped mid-task (CPython issues #73945, #78178, #96995), which once held a CI run
+    until its time ran out; a worker here that does not stop when asked is killed.
     """
 
     def __init__(self, npz_path: str, *, start_step: int, workers: int, batch_size: int, crop_size: int,
@@ -247,6 +266,8 @@ class ProcessBatches:
         import multiprocessing as mp
         from multiprocessing import shared_memory
 
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
         sampler_kwargs = dict(batch_size=batch_size, crop_size=crop_size, seed=seed,
                               max_downscale=max_downscale, flip=flip, rot90=rot90, rows=rows)
         nrows = batch_size if rows is None else int(rows[1]) - int(rows[0])
@@ -263,21 +284,25 @@ class ProcessBatches:
             self._shm = None
         self.transport = "shm" if self._shm is not None else "pipe"
         self._buf = None if self._shm is None else np.ndarray(self._shape, np.float32, buffer=self._shm.buf)
-        self._pool = mp.get_context("spawn").Pool(
-            workers, initializer=_worker_init,
-            initargs=(os.path.abspath(npz_path), sampler_kwargs,
-                      None if self._shm is None else self._shm.name, self._shape))
         self._timeout_s = timeout_s
         self._free = collections.deque(range(nslots))
-        self._pending: collections.deque = collections.deque()
+        self._pending: collections.deque = collections.deque()  # (step, slot, worker index)
         self._held: collections.deque = collections.deque()
-        self._next = int(start_step)
+        self._start = self._next = int(start_step)
         self._closed = False
+        self._workers: list = []  # (process, the parent's end of its pipe)
         try:
+            ctx = mp.get_context("spawn")
+            args = (os.path.abspath(npz_path), sampler_kwargs,
+                    None if self._shm is None else self._shm.name, self._shape)
+            for _ in range(workers):
+                parent_end, child_end = ctx.Pipe(duplex=True)
+                proc = ctx.Process(target=_worker_main, args=(child_end, *args), daemon=True)
+                proc.start()
+                child_end.close()
+                self._workers.append((proc, parent_end))
             self._fill()
-            self._pending[0][2].wait(first_timeout_s)  # spawn + imports + decoding the images
-            if not self._pending[0][2].ready():
-                raise TimeoutError(f"no batch from the worker pool within {first_timeout_s:.0f} s")
+            self._first = self._take(first_timeout_s)  # spawn + imports + decoding the images
         except BaseException:
             self.close()
             raise
@@ -285,8 +310,34 @@ class ProcessBatches:
     def _fill(self) -> None:
         while self._free and len(self._pending) < self._in_flight:
             slot = self._free.popleft()
-            self._pending.append((self._next, slot, self._pool.apply_async(_worker_batch, (self._next, slot))))
+            w = (self._next - self._start) % len(self._workers)
+            try:
+                self._workers[w][1].send((self._next, slot))
+            except OSError as e:  # its end of the pipe is closed: the worker died
+                raise self._exited(w, self._next) from e
+            self._pending.append((self._next, slot, w))
             self._next += 1
+
+    def _take(self, timeout_s: float):
+        """The oldest pending batch: waits for its worker's next answer; a dead worker is an error."""
+        step, slot, w = self._pending.popleft()
+        proc, conn = self._workers[w]
+        deadline = time.monotonic() + timeout_s
+        while not conn.poll(min(1.0, max(0.0, deadline - time.monotonic()))):
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"no batch for step {step} from worker {w} within {timeout_s:.0f} s")
+        try:  # a dead worker's pipe polls readable and then fails to read
+            status, payload = conn.recv()
+        except (EOFError, OSError) as e:
+            raise self._exited(w, step) from e
+        if status != "ok":
+            raise RuntimeError(f"batch worker {w} failed at step {step}:\n{payload}")
+        return step, slot, payload
+
+    def _exited(self, w: int, step: int) -> RuntimeError:
+        proc = self._workers[w][0]
+        proc.join(1.0)
+        return RuntimeError(f"batch worker {w} exited (code {proc.exitcode}) before step {step}")
 
     def __iter__(self):
         return self
@@ -296,19 +347,33 @@ class ProcessBatches:
             raise StopIteration
         while len(self._held) > 1:  # batches taken two calls ago are no longer read
             self._free.append(self._held.popleft())
-        self._fill()
-        step, slot, res = self._pending.popleft()
-        payload = res.get(self._timeout_s)  # re-raises a worker's exception; TimeoutError if one died
+        if self._first is not None:
+            (step, slot, payload), self._first = self._first, None
+        else:
+            self._fill()
+            step, slot, payload = self._take(self._timeout_s)
         self._held.append(slot)
         self._fill()
         return step, (payload if self._buf is None else self._buf[slot])
 
-    def close(self) -> None:
+    def close(self, join_timeout_s: float = 5.0) -> None:
         if self._closed:
             return
         self._closed = True
-        self._pool.terminate()
-        self._pool.join()
+        for _, conn in self._workers:
+            try:
+                conn.send(None)
+            except OSError:  # that worker is gone already
+                pass
+        for proc, conn in self._workers:
+            proc.join(join_timeout_s)
+            if proc.is_alive():  # busy (e.g. blocked sending a batch nobody reads): stop it
+                proc.terminate()
+                proc.join(join_timeout_s)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+            conn.close()
         if self._shm is not None:
             self._buf = None
             try:

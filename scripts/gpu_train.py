@@ -253,7 +253,7 @@ def main(argv=None, t_start: float | None = None) -> int:
                                                   **sampler_kwargs)
                 pipe["kind"] = f"{workers} processes ({inner.transport})"
             except Exception as e:  # noqa: BLE001 - any failure: the one-thread pipeline still works
-                print(f"warning: worker pool failed ({type(e).__name__}: {e}); one thread instead",
+                print(f"warning: batch workers failed ({type(e).__name__}: {e}); one thread instead",
                       file=sys.stderr, flush=True)
         if inner is None:
             inner = data.BatchIterator(images, start_step=start_step, prefetch=8, **sampler_kwargs)

@@ -70,6 +70,33 @@ def test_process_batches_equal_crop_sampler(packed):
         np.testing.assert_array_equal(b, sampler.batch(s))
 
 
+def test_process_batches_report_broken_workers_and_close_mid_stream(packed, tmp_path):
+    """A worker that cannot start, or dies, is an error with its cause, not a wait; closing with
+    batches still in flight returns (multiprocessing.Pool's terminate() could hang there)."""
+    kw = dict(batch_size=2, crop_size=8, seed=0)
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not an npz")
+    with pytest.raises(RuntimeError, match="batch worker 0 failed at step 0"):
+        gpu_inputs.ProcessBatches(str(bad), start_step=0, workers=1, first_timeout_s=60, **kw)
+    with pytest.raises(ValueError, match="workers"):
+        gpu_inputs.ProcessBatches(packed, start_step=0, workers=0, **kw)
+
+    it = gpu_inputs.ProcessBatches(packed, start_step=0, workers=2, in_flight=4, **kw)
+    assert [next(it)[0] for _ in range(3)] == [0, 1, 2]
+    it._workers[1][0].kill()  # step 3 is worker 1's
+    it._workers[1][0].join()
+    with pytest.raises(RuntimeError, match="exited"):
+        for _ in range(4):
+            next(it)
+    it.close()
+    assert all(not p.is_alive() for p, _ in it._workers)
+    assert list(it) == []  # a closed iterator ends
+
+    with gpu_inputs.ProcessBatches(packed, start_step=0, workers=2, in_flight=4, **kw) as it:
+        next(it)  # leaves three batches in flight
+    assert all(not p.is_alive() for p, _ in it._workers)
+
+
 def test_gpu_train_end_to_end_on_cpu(packed, tiny_model_dir, tmp_path):
     """Budget 0: the step-0 state seeded from the init model trains one step, which the budget stop
     saves (save_every is 2000) and exports; a second call resumes it to --num-steps 3."""

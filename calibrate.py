@@ -11,8 +11,9 @@ compiled call, measures mean LPIPS and PSNR per cell and ships, by default (``--
 the t that minimises mean LPIPS + k·(the grid's best PSNR − PSNR) with k = 0.012 LPIPS per dB;
 ``analytic`` uses the paper's Perceptual Recoverable Field (signature and fidelity losses).
 ``--pick psnr-floor --psnr-floor-from REF/prf.json`` ships instead, per scale, the lowest-LPIPS t
-whose mean PSNR is at least what the reference table ships (same protocol, same crops): how a new
-checkpoint or step count is calibrated against the bundled one so that it gives back no fidelity.
+whose mean PSNR is at least what the reference table ships (same protocol, same crops), less
+``--psnr-floor-slack`` (0.02 dB): how a new checkpoint or step count is calibrated against the
+bundled one so that it gives back no fidelity.
 ``--repick prf.json`` re-derives the shipped t of an existing table from its stored measurements
 (no sweep; seconds). Refuses to overwrite an existing
 output unless --overwrite; writes atomically.
@@ -38,6 +39,7 @@ which ``noise="auto"`` reads when consistency is on; the plain table is left as 
 import argparse
 import datetime
 import json
+import math
 import os
 import sys
 import tempfile
@@ -93,6 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="for --pick psnr-floor: the reference calibration (e.g. the bundled model's prf.json), "
                          "measured with the same protocol (data, images, crop, framing, degradation, seed); "
                          "its shipped mean PSNR per scale, same mode, is the floor")
+    ap.add_argument("--psnr-floor-slack", type=float, default=None, metavar="DB",
+                    help="for --pick psnr-floor: a step whose mean PSNR is at most this far below the floor "
+                         "still keeps it (default: diffsr_jax.prf.DEFAULT_PSNR_FLOOR_SLACK, 0.02 dB; with "
+                         "--repick, the slack the table stores)")
     ap.add_argument("--repick", default=None, metavar="PRF_JSON",
                     help="run no sweep: re-derive the shipped t of an existing calibration table (both modes) "
                          "from the measurements it stores with --pick/--psnr-weight, and write it to --out "
@@ -133,7 +139,7 @@ def repick_file(args) -> int:
         reference = None
         if args.psnr_floor_from:
             reference = _read_reference(args.psnr_floor_from, table.get("calibration", {}), table["scales"])
-        table = prf.repick(table, args.pick, _psnr_weight(args), reference)
+        table = prf.repick(table, args.pick, _psnr_weight(args), reference, args.psnr_floor_slack)
         if reference is not None:
             for mode in (table, *table.get("modes", {}).values()):
                 if mode.get("pick") == "psnr-floor":
@@ -203,6 +209,12 @@ def _psnr_weight(args) -> float:
     return DEFAULT_PSNR_WEIGHT if args.psnr_weight is None else args.psnr_weight
 
 
+def _psnr_floor_slack(args) -> float:
+    from diffsr_jax.prf import DEFAULT_PSNR_FLOOR_SLACK
+
+    return DEFAULT_PSNR_FLOOR_SLACK if args.psnr_floor_slack is None else args.psnr_floor_slack
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if args.psnr_weight is not None and (args.pick != "lpips-psnr" or not args.psnr_weight >= 0):
@@ -210,6 +222,9 @@ def main(argv=None) -> int:
         return 2
     if args.psnr_floor_from and args.pick != "psnr-floor":
         print("error: --psnr-floor-from needs --pick psnr-floor", file=sys.stderr)
+        return 2
+    if args.psnr_floor_slack is not None and (args.pick != "psnr-floor" or not 0 <= args.psnr_floor_slack < math.inf):
+        print("error: --psnr-floor-slack needs --pick psnr-floor and a finite value >= 0", file=sys.stderr)
         return 2
     if args.pick == "psnr-floor" and not args.psnr_floor_from and not args.repick:
         # (--repick may re-use the floor a table stores.)
@@ -284,6 +299,7 @@ def main(argv=None) -> int:
                                    sweep_options=options, tolerance=args.tolerance,
                                    degradation=args.degradation, pick=args.pick,
                                    psnr_weight=_psnr_weight(args), psnr_floor=psnr_floor,
+                                   psnr_floor_slack=_psnr_floor_slack(args),
                                    sampler=args.sampler)
     table["calibration"] = {"checkpoint": os.path.relpath(os.path.abspath(args.checkpoint), REPO),
                             "checkpoint_step": model.meta.get("step"), **_protocol(args), "steps": args.steps,

@@ -669,6 +669,13 @@ RULES = {
 # "Calibration pick rule"). Fixed before any later candidate was calibrated.
 DEFAULT_PSNR_WEIGHT = 0.012
 
+# How far below the floor the "psnr-floor" pick still counts a step as keeping it, in dB. A hard
+# floor turned a 0.004-dB miss on the 16 calibration crops into t = 0 (ddim-quad, plain 2×, model
+# card); differences that small are far under what Table 1's paired comparisons resolve (the
+# smallest change there with |z| >= 2 is 0.06 dB). Chosen so that the bundled table re-picks
+# unchanged (its nearest miss is 0.054 dB); tables written before it carry no slack, i.e. 0.
+DEFAULT_PSNR_FLOOR_SLACK = 0.02
+
 # How the empirical rule turns its measurements into the shipped t (the argmin is always stored).
 PICKS = {
     "lpips-psnr": "the grid step minimising mean LPIPS + k·(the grid's highest mean PSNR − mean PSNR), "
@@ -680,10 +687,11 @@ PICKS = {
               "apart, the least noise, i.e. the most fidelity to the input)",
     "argmin": "the argmin of the mean LPIPS",
     "psnr-floor": "the grid step with the lowest mean LPIPS among those whose mean PSNR is at least the "
-                  "floor: per scale, the mean PSNR that a reference table ships on the same calibration "
-                  "crops (psnr_floor). A new checkpoint or step count may spend its gains on perceptual "
-                  "quality but gives back no fidelity; where no step reaches the floor, the step with the "
-                  "highest mean PSNR",
+                  "floor less a slack: per scale, the mean PSNR that a reference table ships on the same "
+                  "calibration crops (psnr_floor), less psnr_floor_slack dB (differences the crops cannot "
+                  "resolve). A new checkpoint or step count may spend its gains on perceptual quality but "
+                  "gives back no fidelity; where no step reaches the floor, the step with the highest mean "
+                  "PSNR",
 }
 
 
@@ -712,18 +720,20 @@ def weighted_steps(t_values: Sequence[int], lpips_mean, psnr_mean, psnr_weight: 
 
 
 def floor_steps(t_values: Sequence[int], lpips_mean, psnr_mean, psnr_floor: Sequence[float],
-                decimals: int = 4) -> list[int]:
+                decimals: int = 4, slack: float = 0.0) -> list[int]:
     """Per scale, the grid step of lowest mean LPIPS among those whose mean PSNR is at least
-    ``psnr_floor[scale]`` (``lpips_mean``, ``psnr_mean``: (S, Tn)); LPIPS ties, after rounding to
-    ``decimals``, go to the smaller t. Where no step reaches the floor: the highest mean PSNR (the
-    closest the sampler comes to the reference's fidelity)."""
+    ``psnr_floor[scale] - slack`` (``lpips_mean``, ``psnr_mean``: (S, Tn)); LPIPS ties, after
+    rounding to ``decimals``, go to the smaller t. Where no step reaches it: the highest mean PSNR
+    (the closest the sampler comes to the reference's fidelity)."""
     t_values, lp, ps = _grid_means(t_values, lpips_mean, psnr_mean)
     floor = np.asarray(psnr_floor, np.float64).reshape(-1)
     if len(floor) != lp.shape[0] or not np.all(np.isfinite(floor)):
         raise ValueError(f"psnr_floor needs one finite value per scale ({lp.shape[0]}), got {psnr_floor}")
+    if not 0.0 <= slack < np.inf:
+        raise ValueError(f"the floor's slack must be a finite number of dB >= 0, got {slack}")
     out = []
     for lp_row, ps_row, f in zip(np.round(lp, decimals), ps, floor):
-        ok = ps_row >= f
+        ok = ps_row >= f - slack
         if not ok.any():
             out.append(int(t_values[int(np.argmax(ps_row))]))
             continue
@@ -751,12 +761,13 @@ def reference_floor(reference: dict, scales: Sequence[float]) -> list[float]:
 
 def picked_steps(t_best: Sequence[int], t_tied: Sequence[Sequence[int]], pick: str, *,
                  t_values=None, lpips_mean=None, psnr_mean=None,
-                 psnr_weight: float = DEFAULT_PSNR_WEIGHT, psnr_floor: Optional[Sequence[float]] = None) -> list[int]:
+                 psnr_weight: float = DEFAULT_PSNR_WEIGHT, psnr_floor: Optional[Sequence[float]] = None,
+                 psnr_floor_slack: float = DEFAULT_PSNR_FLOOR_SLACK) -> list[int]:
     """Per scale, the step that ships (see :data:`PICKS`): the argmin; the smallest step tied with
     it — one standard error is the resolution of the measurement, and within it less noise keeps
     more of the input; (``lpips-psnr``, which needs the grid ``t_values`` and the (S, Tn) means)
     the best LPIPS-for-PSNR trade at ``psnr_weight``; or (``psnr-floor``, which needs them and
-    ``psnr_floor``) the best LPIPS that keeps the floor's PSNR."""
+    ``psnr_floor``) the best LPIPS that keeps the floor's PSNR, to within ``psnr_floor_slack`` dB."""
     if pick not in PICKS:
         raise ValueError(f"pick must be one of {', '.join(PICKS)}")
     if pick == "argmin":
@@ -768,28 +779,33 @@ def picked_steps(t_best: Sequence[int], t_tied: Sequence[Sequence[int]], pick: s
     if pick == "psnr-floor":
         if psnr_floor is None:
             raise ValueError("pick 'psnr-floor' needs psnr_floor (see reference_floor)")
-        return floor_steps(t_values, lpips_mean, psnr_mean, psnr_floor)
+        return floor_steps(t_values, lpips_mean, psnr_mean, psnr_floor, slack=psnr_floor_slack)
     return weighted_steps(t_values, lpips_mean, psnr_mean, psnr_weight)
 
 
-def _apply_pick(table: dict, pick: str, psnr_weight: float, psnr_floor: Optional[Sequence[float]] = None) -> dict:
+def _apply_pick(table: dict, pick: str, psnr_weight: float, psnr_floor: Optional[Sequence[float]] = None,
+                psnr_floor_slack: Optional[float] = None) -> dict:
     """Sets the shipped steps of an empirical table (its t_best, t_tied, metrics, metrics_t and prf
     are the measurements) from ``pick``; returns the table. ``psnr-floor`` without ``psnr_floor``
-    re-uses the floor the table stores."""
+    re-uses the floor the table stores; without ``psnr_floor_slack``, the slack it stores (0 for
+    tables written before the slack existed)."""
     m = table["metrics"]
     floor_from = None
     if pick == "psnr-floor" and psnr_floor is None:   # the stored floor, and where it came from
         psnr_floor, floor_from = table.get("psnr_floor"), table.get("psnr_floor_from")
+    if psnr_floor_slack is None:
+        psnr_floor_slack = float(table.get("psnr_floor_slack", 0.0))
     shipped = picked_steps(table["t_best"], table["t_tied"], pick, t_values=table["metrics_t"],
                            lpips_mean=m["lpips"], psnr_mean=m["psnr"], psnr_weight=psnr_weight,
-                           psnr_floor=psnr_floor)
+                           psnr_floor=psnr_floor, psnr_floor_slack=psnr_floor_slack)
     table["pick"], table["pick_text"] = pick, PICKS[pick]
-    for key in ("psnr_weight", "psnr_floor", "psnr_floor_from"):   # whatever the previous pick kept
+    for key in ("psnr_weight", "psnr_floor", "psnr_floor_slack", "psnr_floor_from"):  # what the last pick kept
         table.pop(key, None)
     if pick == "lpips-psnr":
         table["psnr_weight"] = float(psnr_weight)
     elif pick == "psnr-floor":
         table["psnr_floor"] = [round(float(f), 5) for f in psnr_floor]
+        table["psnr_floor_slack"] = float(psnr_floor_slack)
         if floor_from is not None:
             table["psnr_floor_from"] = floor_from
     table["t"] = shipped
@@ -798,12 +814,13 @@ def _apply_pick(table: dict, pick: str, psnr_weight: float, psnr_floor: Optional
 
 
 def repick(table: dict, pick: str, psnr_weight: float = DEFAULT_PSNR_WEIGHT,
-           reference: Optional[dict] = None) -> dict:
+           reference: Optional[dict] = None, psnr_floor_slack: Optional[float] = None) -> dict:
     """A copy of a calibration table (what calibrate.py writes; both modes) whose shipped steps
     follow ``pick``, re-derived from the measurements it stores: no sweep is run. A mode of the
     analytic rule carries no sweep and is left as it is; a table with no empirical mode is refused.
     ``psnr-floor`` takes each mode's floor from the same mode of ``reference`` (a prf.json), or,
-    without one, from the floor the table stores."""
+    without one, from the floor the table stores; ``psnr_floor_slack`` (dB) defaults to the slack
+    each mode stores (0 where it stores none, as tables did before the slack existed)."""
     out = copy.deepcopy(table)
     modes = [(None, out), *out.get("modes", {}).items()]
     empirical = [(name, t) for name, t in modes if t.get("rule") == "empirical-lpips" and "metrics" in t]
@@ -819,7 +836,7 @@ def repick(table: dict, pick: str, psnr_weight: float = DEFAULT_PSNR_WEIGHT,
             floor = reference_floor(ref, t["scales"])
         elif pick == "psnr-floor" and "psnr_floor" not in t:
             raise ValueError("pick 'psnr-floor' needs a reference table (the table stores no floor)")
-        _apply_pick(t, pick, psnr_weight, floor)
+        _apply_pick(t, pick, psnr_weight, floor, psnr_floor_slack)
     return out
 
 
@@ -832,7 +849,7 @@ def calibrate(model, params, schedule: Schedule, hr_images, scales: Sequence[flo
               variance: str = "ddpm", chunk: int = 16, sweep_options: Optional[dict] = None,
               tolerance: float = 0.0, degradation: str = "jax", pick: str = "lpips-psnr",
               psnr_weight: float = DEFAULT_PSNR_WEIGHT, psnr_floor: Optional[Sequence[float]] = None,
-              sampler: str = "ddim"):
+              psnr_floor_slack: float = DEFAULT_PSNR_FLOOR_SLACK, sampler: str = "ddim"):
     """→ (table, AnalyticResult, SweepResult or None). The table holds what ``api`` reads ("scales",
     "noise_fraction" = t*/T) plus "t", "prf" (inclusive step intervals per scale, null when empty),
     the rule and the analytic curves' summary (always computed: it costs ~T/25 forward passes).
@@ -843,7 +860,8 @@ def calibrate(model, params, schedule: Schedule, hr_images, scales: Sequence[flo
     ``pick`` (empirical rule): which measured step ships as "t" — see :data:`PICKS`; the argmin (or,
     with ``tolerance``, its pick) is kept as "t_best" and the steps tied with it as "t_tied";
     ``psnr_weight`` is the exchange rate of the ``lpips-psnr`` pick, ``psnr_floor`` (per scale) the
-    floor of the ``psnr-floor`` pick (see :func:`reference_floor`). ``sampler``: the reverse
+    floor of the ``psnr-floor`` pick (see :func:`reference_floor`) and ``psnr_floor_slack`` how far
+    below it (dB) a step still keeps it. ``sampler``: the reverse
     sampler the sweep runs (a name of diffsr_jax.samplers.SAMPLERS), as inference will."""
     if rule not in RULES:
         raise ValueError(f"rule must be one of {', '.join(RULES)}")
@@ -884,7 +902,7 @@ def calibrate(model, params, schedule: Schedule, hr_images, scales: Sequence[flo
         table["metrics"] = {name: [[round(float(v), 5) for v in row] for row in sw.mean(name)] for name in METRICS}
         table["metrics_t"] = [int(t) for t in sw.t]
         # The pick reads the stored (rounded) means, so `repick` of this table reproduces it.
-        shipped = _apply_pick(table, pick, psnr_weight, psnr_floor)["t"]
+        shipped = _apply_pick(table, pick, psnr_weight, psnr_floor, psnr_floor_slack)["t"]
         chosen = [(t, _jsonable_intervals(f["prf"])) for f, t in zip(fields, shipped)]
     table["t"] = [t for t, _ in chosen]
     table["noise_fraction"] = [t / T for t, _ in chosen]

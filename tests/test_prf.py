@@ -284,6 +284,13 @@ def test_psnr_floor_pick_buys_the_best_lpips_that_keeps_the_reference_psnr():
     # is above every step → the highest PSNR (t = 0: no noise rather than a loss of fidelity).
     assert prf.floor_steps(t, lp, ps, [29.4, 25.5]) == [50, 0]
     assert prf.floor_steps(t, lp, ps, [0.0, 24.9]) == [200, 25]      # LPIPS tie (25, 50) → the smaller t
+    # The slack: 29.5 dB misses a 29.52 floor, but not by more than 0.02; 24.5 misses 24.9 by 0.4.
+    assert prf.floor_steps(t, lp, ps, [29.52, 24.9]) == [25, 25]
+    assert prf.floor_steps(t, lp, ps, [29.52, 24.9], slack=0.02) == [50, 25]
+    assert prf.floor_steps(t, lp, ps, [29.52, 24.9], slack=0.5) == [50, 100]
+    for bad in (-0.01, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="slack"):
+            prf.floor_steps(t, lp, ps, [29.52, 24.9], slack=bad)
     assert prf.picked_steps([200, 200], [[200], [200]], "psnr-floor", t_values=t, lpips_mean=lp, psnr_mean=ps,
                             psnr_floor=[29.0, 24.5]) == [100, 100]
     with pytest.raises(ValueError, match="psnr_floor"):
@@ -322,6 +329,10 @@ def test_reference_floor_is_the_psnr_the_reference_ships():
     assert "psnr_floor" not in weighted and "psnr_floor" not in weighted["modes"]["consistent"]
     with pytest.raises(ValueError, match="reference"):
         prf.repick(weighted, "psnr-floor")                 # no floor stored, none given
+    # The default slack leaves the bundled table's steps as they are (its stored floor, no slack).
+    slack = prf.repick(table, "psnr-floor", psnr_floor_slack=prf.DEFAULT_PSNR_FLOOR_SLACK)
+    for mode, ref in ((slack, table), (slack["modes"]["consistent"], cons)):
+        assert mode["t"] == ref["t"] and mode["psnr_floor_slack"] == prf.DEFAULT_PSNR_FLOOR_SLACK
 
 
 def test_repick_rederives_shipped_steps_from_stored_measurements():
@@ -462,13 +473,27 @@ def test_calibrate_psnr_floor_pick_reads_a_reference_of_the_same_protocol(tiny_m
         assert mode["pick"] == "psnr-floor" and mode["psnr_floor_from"].endswith("ref.json")
         assert mode["psnr_floor"] == pytest.approx(prf.reference_floor(r, [2.0, 4.0]), abs=1e-5)
         m = mode["metrics"]
-        assert mode["t"] == prf.floor_steps(mode["metrics_t"], m["lpips"], m["psnr"], mode["psnr_floor"])
+        assert mode["psnr_floor_slack"] == prf.DEFAULT_PSNR_FLOOR_SLACK
+        assert mode["t"] == prf.floor_steps(mode["metrics_t"], m["lpips"], m["psnr"], mode["psnr_floor"],
+                                            slack=mode["psnr_floor_slack"])
     # --repick keeps the stored floor (and its source) or takes a new reference's.
     assert calibrate.main(["--repick", out, "--pick", "psnr-floor", "--out", str(tmp_path / "a.json")]) == 0
     assert json.load(open(tmp_path / "a.json")) == table
     assert calibrate.main(["--repick", out, "--pick", "psnr-floor", "--psnr-floor-from", ref,
                            "--out", str(tmp_path / "b.json")]) == 0
     assert json.load(open(tmp_path / "b.json"))["psnr_floor_from"].endswith("ref.json")
+    # A slack is the psnr-floor pick's only, finite and >= 0; --repick stores the one it is given.
+    assert calibrate.main(["--repick", out, "--pick", "one-se", "--psnr-floor-slack", "0.1",
+                           "--out", str(tmp_path / "c.json")]) == 2
+    assert calibrate.main(["--repick", out, "--pick", "psnr-floor", "--psnr-floor-slack", "-1",
+                           "--out", str(tmp_path / "c.json")]) == 2
+    assert calibrate.main(["--repick", out, "--pick", "psnr-floor", "--psnr-floor-slack", "100",
+                           "--out", str(tmp_path / "c.json")]) == 0
+    wide = json.load(open(tmp_path / "c.json"))
+    for mode in (wide, wide["modes"]["consistent"]):
+        m = mode["metrics"]
+        assert mode["psnr_floor_slack"] == 100.0 and mode["t"] == [int(mode["metrics_t"][i]) for i in
+                                                                   np.argmin(np.round(m["lpips"], 4), axis=1)]
 
 
 def test_calibrate_default_steps_keep_the_checkpoints_current_table(tmp_path):

@@ -321,12 +321,10 @@ class ProcessBatches:
     def _take(self, timeout_s: float):
         """The oldest pending batch: waits for its worker's next answer; a dead worker is an error."""
         step, slot, w = self._pending.popleft()
-        proc, conn = self._workers[w]
-        deadline = time.monotonic() + timeout_s
-        while not conn.poll(min(1.0, max(0.0, deadline - time.monotonic()))):
-            if time.monotonic() >= deadline:
-                raise TimeoutError(f"no batch for step {step} from worker {w} within {timeout_s:.0f} s")
-        try:  # a dead worker's pipe polls readable and then fails to read
+        conn = self._workers[w][1]
+        if not conn.poll(timeout_s):  # a dead worker's pipe polls readable at once (end of file)
+            raise TimeoutError(f"no batch for step {step} from worker {w} within {timeout_s:.0f} s")
+        try:
             status, payload = conn.recv()
         except (EOFError, OSError) as e:
             raise self._exited(w, step) from e

@@ -329,7 +329,7 @@ def test_reference_floor_is_the_psnr_the_reference_ships():
     assert "psnr_floor" not in weighted and "psnr_floor" not in weighted["modes"]["consistent"]
     with pytest.raises(ValueError, match="reference"):
         prf.repick(weighted, "psnr-floor")                 # no floor stored, none given
-    # The default slack leaves the bundled table's steps as they are (its stored floor, no slack).
+    # The default slack leaves the bundled table's steps as they are (with its stored floor).
     slack = prf.repick(table, "psnr-floor", psnr_floor_slack=prf.DEFAULT_PSNR_FLOOR_SLACK)
     for mode, ref in ((slack, table), (slack["modes"]["consistent"], cons)):
         assert mode["t"] == ref["t"] and mode["psnr_floor_slack"] == prf.DEFAULT_PSNR_FLOOR_SLACK

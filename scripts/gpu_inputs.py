@@ -212,7 +212,7 @@ def _worker_main(conn, npz_path, sampler_kwargs, shm_name, buf_shape):
     import traceback
 
     os.environ.setdefault("JAX_PLATFORMS", "cpu")  # workers never touch the accelerator
-    shm = buf = None
+    shm = buf = None  # shm stays referenced while buf is used: its mapping backs buf
     try:
         images, _ = load_packed_images(npz_path, verify=False)
         sampler = _data().CropSampler(images, **sampler_kwargs)
@@ -363,14 +363,21 @@ class ProcessBatches:
                 conn.send(None)
             except OSError:  # that worker is gone already
                 pass
-        for proc, conn in self._workers:
-            proc.join(join_timeout_s)
-            if proc.is_alive():  # busy (e.g. blocked sending a batch nobody reads): stop it
-                proc.terminate()
-                proc.join(join_timeout_s)
+        # One deadline for all of them (not join_timeout_s each: the GPU run has ~14 workers), then
+        # stop what is still busy (e.g. blocked sending a batch nobody reads).
+        deadline = time.monotonic() + join_timeout_s
+        for proc, _ in self._workers:
+            proc.join(max(0.0, deadline - time.monotonic()))
+        busy = [proc for proc, _ in self._workers if proc.is_alive()]
+        for proc in busy:
+            proc.terminate()
+        deadline = time.monotonic() + join_timeout_s
+        for proc in busy:
+            proc.join(max(0.0, deadline - time.monotonic()))
             if proc.is_alive():
                 proc.kill()
                 proc.join()
+        for _, conn in self._workers:
             conn.close()
         if self._shm is not None:
             self._buf = None

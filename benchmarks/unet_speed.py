@@ -6,7 +6,9 @@
 FLOPs are XLA's own estimate (`compiled.cost_analysis()["flops"]`) of the compiled program; times
 are medians. The CPU config's train step runs with XLA's conv weight gradients and with the GEMM
 ones (models/conv.py), interleaved; configs/cpu.py's "auto" races the same two at the start of a
-run and keeps the faster.
+run and keeps the faster. ``--cpu-devices`` (default "auto", as training) splits that step's batch
+over one XLA CPU device per core; its FLOPs are still counted on the one-device program (XLA's cost
+analysis of a partitioned program counts one device's share).
 Peak: measured, not assumed. benchmarks/fma_peak.c (independent fp32 FMA chains on the widest
 vectors, one thread per core) is compiled with the system's C compiler and run; its GFLOP/s is the
 denominator. Without a compiler, give --peak-gflops. For reference the script also prints what
@@ -28,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from configs import cpu, default
-from diffsr_jax import train_lib
+from diffsr_jax import sharding, train_lib
 
 
 def flops_of(compiled) -> float:
@@ -83,8 +85,9 @@ def bench_forward(config, hw, batch, reps):
     return flops, timed(fwd, (params, x, t), reps)
 
 
-def make_train(config, hw, batch, conv_weight_grad=None):
-    """A compiled train step on a fixed batch: (FLOPs, run-one-step closure)."""
+def make_train(config, hw, batch, conv_weight_grad=None, mesh=None):
+    """A compiled train step on a fixed batch: (FLOPs, run-one-step closure); with a mesh of
+    several devices the batch is split over it as in training."""
     config.data.crop_size = hw
     if conv_weight_grad:
         config.train.conv_weight_grad = conv_weight_grad
@@ -95,6 +98,11 @@ def make_train(config, hw, batch, conv_weight_grad=None):
     x = jax.random.uniform(jax.random.key(1), (batch, hw, hw, 3), minval=-1, maxval=1)
     key = jax.random.key(2)
     flops = flops_of(step.lower(state, x, key).compile())
+    if mesh is not None and sharding.data_size(mesh) > 1:
+        shardings = sharding.state_shardings(mesh, state)
+        state = jax.device_put(state, shardings)
+        step = train_lib.make_train_step(model, sched, opt, ema_decay=0.999, mesh=mesh, state_shardings=shardings)
+        x = sharding.shard_batch(mesh, np.asarray(x))
     box = [state]
 
     def run_once():
@@ -112,11 +120,11 @@ def bench_train(config, hw, batch, reps):
     return flops, float(np.median([run_once() for _ in range(reps)]))
 
 
-def bench_weight_grad_ab(rounds):
+def bench_weight_grad_ab(rounds, mesh=None):
     """The CPU config's step with XLA's and with the GEMM weight gradient, interleaved round by
     round (this machine's speed drifts by ±30% between minutes; interleaving cancels the drift).
     Both rows count the "xla" program's FLOPs: im2col's zero padding adds multiplications by 0."""
-    cases = {m: make_train(cpu.get_config(), 64, 32, m) for m in ("xla", "gemm")}
+    cases = {m: make_train(cpu.get_config(), 64, 32, m, mesh) for m in ("xla", "gemm")}
     times = {m: [] for m in cases}
     for _ in range(rounds):
         for m, (_, run_once) in cases.items():
@@ -129,7 +137,14 @@ def main():
     ap.add_argument("--peak-gflops", type=float, default=None,
                     help="fp32 peak to divide by (default: measured with fma_peak.c)")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--cpu-devices", default="auto", metavar="auto|N",
+                    help="XLA CPU devices the CPU config's train step (batch 32) is split over, as "
+                         "training's mesh.cpu_devices (default: auto = one per core)")
     args = ap.parse_args()
+    try:  # before anything touches a device
+        sharding.use_cpu_devices(sharding.cpu_device_count(args.cpu_devices, 32))
+    except ValueError as e:
+        ap.error(str(e))
     reps = 1 if args.quick else 3
     if args.peak_gflops is None:
         args.peak_gflops, how = measure_fma_peak()
@@ -151,18 +166,20 @@ def main():
         shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 64, 64, 3)),
                                                    jnp.zeros((1,), jnp.int32)))
         print(f"{name} config: {sum(x.size for x in jax.tree.leaves(shapes)) / 1e6:.2f}M parameters")
-    print(f"{'case':32s} {'GFLOP':>8s} {'seconds':>8s} {'GFLOP/s':>8s} {'of peak':>8s}")
-    flops, ab = bench_weight_grad_ab(4 if args.quick else 10)
+    print(f"{'case':38s} {'GFLOP':>8s} {'seconds':>8s} {'GFLOP/s':>8s} {'of peak':>8s}")
+    mesh = sharding.make_mesh(devices=jax.devices("cpu")) if jax.devices()[0].platform == "cpu" else None
+    flops, ab = bench_weight_grad_ab(4 if args.quick else 10, mesh)
+    split = "" if mesh is None or sharding.data_size(mesh) == 1 else f" /{sharding.data_size(mesh)}dev"
     for mode, sec in ab.items():
         g = flops / 1e9
-        name = f"cpu config  train   32x64² {mode}"
-        print(f"{name:32s} {g:8.1f} {sec:8.3f} {g / sec:8.1f} {g / sec / args.peak_gflops:8.1%}", flush=True)
+        name = f"cpu config  train   32x64² {mode}{split}"
+        print(f"{name:38s} {g:8.1f} {sec:8.3f} {g / sec:8.1f} {g / sec / args.peak_gflops:8.1%}", flush=True)
     print(f"  (weight gradient as GEMM: {ab['xla'] / ab['gemm']:.2f}x the steps/s of XLA's, medians of "
           f"interleaved rounds)")
     for name, fn in rows:
         flops, sec = fn()
         g = flops / 1e9
-        print(f"{name:32s} {g:8.1f} {sec:8.3f} {g / sec:8.1f} {g / sec / args.peak_gflops:8.1%}", flush=True)
+        print(f"{name:38s} {g:8.1f} {sec:8.3f} {g / sec:8.1f} {g / sec / args.peak_gflops:8.1%}", flush=True)
 
 
 if __name__ == "__main__":

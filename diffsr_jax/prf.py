@@ -849,7 +849,7 @@ def calibrate(model, params, schedule: Schedule, hr_images, scales: Sequence[flo
               variance: str = "ddpm", chunk: int = 16, sweep_options: Optional[dict] = None,
               tolerance: float = 0.0, degradation: str = "jax", pick: str = "lpips-psnr",
               psnr_weight: float = DEFAULT_PSNR_WEIGHT, psnr_floor: Optional[Sequence[float]] = None,
-              psnr_floor_slack: float = DEFAULT_PSNR_FLOOR_SLACK, sampler: str = "ddim"):
+              psnr_floor_slack: float = DEFAULT_PSNR_FLOOR_SLACK, sampler: str = "ddim", mesh=None):
     """→ (table, AnalyticResult, SweepResult or None). The table holds what ``api`` reads ("scales",
     "noise_fraction" = t*/T) plus "t", "prf" (inclusive step intervals per scale, null when empty),
     the rule and the analytic curves' summary (always computed: it costs ~T/25 forward passes).
@@ -862,7 +862,9 @@ def calibrate(model, params, schedule: Schedule, hr_images, scales: Sequence[flo
     ``psnr_weight`` is the exchange rate of the ``lpips-psnr`` pick, ``psnr_floor`` (per scale) the
     floor of the ``psnr-floor`` pick (see :func:`reference_floor`) and ``psnr_floor_slack`` how far
     below it (dB) a step still keeps it. ``sampler``: the reverse
-    sampler the sweep runs (a name of diffsr_jax.samplers.SAMPLERS), as inference will."""
+    sampler the sweep runs (a name of diffsr_jax.samplers.SAMPLERS), as inference will. ``mesh``: a
+    device mesh (:func:`diffsr_jax.sharding.make_mesh`) to split the sweep's grid over
+    (:func:`diffsr_jax.sharding.sweep`; the same table up to float rounding); None = one device."""
     if rule not in RULES:
         raise ValueError(f"rule must be one of {', '.join(RULES)}")
     if pick not in PICKS:
@@ -890,8 +892,13 @@ def calibrate(model, params, schedule: Schedule, hr_images, scales: Sequence[flo
         chosen = [(f.t_star, _jsonable_intervals(f.intervals)) for f in ana.fields]
     else:
         ts = sorted({int(round(f * T)) for f in t_fractions})
-        sw = sweep(model, params, schedule, hr_images, scales, ts, k_sweep, num_steps, lpips=make_lpips(),
-                   chunk=chunk, degradation=degradation, sampler=sampler, **sweep_options)
+        kw = dict(lpips=make_lpips(), chunk=chunk, degradation=degradation, sampler=sampler, **sweep_options)
+        if mesh is not None and mesh.devices.size > 1:
+            from diffsr_jax import sharding  # (sharding imports this module: not at the top)
+
+            sw = sharding.sweep(mesh, model, params, schedule, hr_images, scales, ts, k_sweep, num_steps, **kw)
+        else:
+            sw = sweep(model, params, schedule, hr_images, scales, ts, k_sweep, num_steps, **kw)
         if sweep_options:
             table["options"] = sweep_options
         fields = empirical_fields(sw, tolerance=tolerance)

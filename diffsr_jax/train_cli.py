@@ -43,7 +43,9 @@ def _main(argv):
         raise app.UsageError("--workdir is required")
     if _EXPORT_ONLY.value and not _EXPORT.value:
         raise app.UsageError("--export_only needs --export_to DIR")
-    # Before anything touches a device: the runtime must know every process first.
+    # Before anything touches a device: the CPU device count, then every process of the runtime.
+    if not _EXPORT_ONLY.value:
+        _set_cpu_devices(_CONFIG.value)
     multi_process = sharding.maybe_initialize_distributed(_DISTRIBUTED.value)
     if multi_process and _EXPORT.value:
         raise app.UsageError("--export_to needs a single process: train with several, then rerun the "
@@ -59,6 +61,20 @@ def _main(argv):
         sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+def _set_cpu_devices(config) -> None:
+    from diffsr_jax import sharding
+
+    setting = (config.get("mesh") or {}).get("cpu_devices")
+    if setting is None:  # a config from before mesh.cpu_devices: JAX's default
+        return
+    try:
+        n = sharding.cpu_device_count(setting, int(config.train.batch_size),
+                                      multi_process=sharding.distributed_wanted(_DISTRIBUTED.value))
+    except ValueError as e:
+        raise app.UsageError(str(e))
+    sharding.use_cpu_devices(n)
 
 
 def main():

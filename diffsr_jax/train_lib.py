@@ -275,6 +275,9 @@ def train_and_evaluate(config, workdir: str, *, progress: bool = True,
     mesh = mesh_from_config(config)
     sharding.check_batch(int(tc.batch_size), mesh)
     main_process = jax.process_index() == 0  # one writer for the shared files
+    if main_process:
+        print(f"mesh: {sharding.data_size(mesh)} x {int(mesh.shape[sharding.MODEL])} (data x model) over "
+              f"{len(mesh.devices.flat)} {jax.devices()[0].platform} device(s)", file=sys.stderr)
     os.makedirs(workdir, exist_ok=True)
     if main_process:
         with open(os.path.join(workdir, "config.json"), "w") as f:

@@ -25,6 +25,10 @@ def pytest_configure(config):
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
     jax.config.update("jax_compilation_cache_dir", cache)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    # Start JAX now, on its single default CPU device: entry points that split work over one CPU
+    # device per core when they start a process (calibrate.py's --cpu-devices auto) then keep it,
+    # so every test sees the same device whichever runs first (multi-device tests use subprocesses).
+    jax.devices()
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,7 @@
 import json
 import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -522,3 +524,28 @@ def test_shipped_table_t_star_grows_with_scale():
         # ship 0.05 / 0.1 / 0.2 / 0.2 T by the lpips-psnr rule), so only monotonicity is required.
         assert (t[-1] > t[0]) or not strictly, mode["t"]
         assert mode["noise_fraction"] == [x / table["T"] for x in mode["t"]]
+
+
+def test_calibrate_cli_splits_the_sweep_over_cpu_devices_with_the_same_table(tiny_model_dir, image_folder, tmp_path):
+    """calibrate.py in a fresh process with --cpu-devices 2 (the grid split over two CPU devices)
+    measures what the one-device run here measures; a bad count is a usage error."""
+    import calibrate
+
+    base = ["--checkpoint", tiny_model_dir, "--data", image_folder, "--images", "2", "--crop", "32",
+            "--scales", "2", "4", "--steps", "2", "--t-grid", "0.1", "0.5", "--pick", "argmin"]
+    one = str(tmp_path / "one.json")
+    assert calibrate.main(base + ["--out", one, "--cpu-devices", "1"]) == 0
+    assert calibrate.main(base + ["--out", str(tmp_path / "bad.json"), "--cpu-devices", "zero"]) == 2
+    two = str(tmp_path / "two.json")
+    env = {k: v for k, v in os.environ.items() if k != "JAX_PLATFORMS"}
+    env["JAX_PLATFORMS"] = "cpu"
+    proc = subprocess.run([sys.executable, os.path.join(calibrate.REPO, "calibrate.py"), *base, "--out", two,
+                           "--cpu-devices", "2"], cwd=calibrate.REPO, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "sweep split over 2 cpu devices" in proc.stderr
+    a, b = json.load(open(one)), json.load(open(two))
+    assert a["t"] == b["t"]
+    for k in ("psnr", "lpips"):
+        np.testing.assert_allclose(np.asarray(a["metrics"][k], float), np.asarray(b["metrics"][k], float),
+                                   atol=2e-3)

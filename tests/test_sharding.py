@@ -55,6 +55,35 @@ def test_distributed_auto_only_when_environment_says_several_processes(env, want
     assert sharding.distributed_wanted("off", env) is False
 
 
+@pytest.mark.parametrize("cores, batch, want", [(2, 32, 2), (1, 32, 1), (6, 32, 4), (3, 9, 3), (16, 6, 6),
+                                                 (5, 7, 1)])
+def test_cpu_devices_auto_is_one_per_core_dividing_the_batch(cores, batch, want):
+    assert sharding.cpu_device_count("auto", batch, cores=cores) == want
+    assert sharding.cpu_device_count(" AUTO ", batch, cores=cores) == want
+    assert sharding.cpu_device_count("auto", cores=cores) == cores  # no batch to divide (inference pads)
+
+
+def test_cpu_devices_explicit_counts_and_bad_values():
+    assert sharding.cpu_device_count("3", 32, cores=2) == 3  # explicit: the batch check comes later
+    assert sharding.cpu_device_count(1, 32) == 1
+    assert sharding.cpu_device_count("auto", 32, cores=2, multi_process=True) is None
+    for bad in ("0", "-2", "two", "", None, 1.5, True):
+        with pytest.raises(ValueError, match="cpu_devices"):
+            sharding.cpu_device_count(bad, 32, cores=2)
+
+
+def test_use_cpu_devices_leaves_an_explicit_xla_flag_and_none_alone():
+    # Neither call reaches jax.config (which would fail here: this process's backends exist).
+    assert sharding.use_cpu_devices(None, environ={}) is None
+    env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+    assert sharding.use_cpu_devices(2, environ=env) is None
+    jax.devices()  # backends initialised: a real request is refused with a clear error
+    with pytest.raises(RuntimeError, match="already initialised"):
+        sharding.use_cpu_devices(len(jax.devices("cpu")) + 1, environ={})
+    # Entry points that may run inside a JAX program keep its devices instead.
+    assert sharding.use_cpu_devices(len(jax.devices("cpu")) + 1, environ={}, strict=False) is None
+
+
 def test_batch_must_divide_data_axis():
     mesh = sharding.make_mesh()
     sharding.check_batch(5, mesh)  # one device: anything goes

@@ -132,7 +132,8 @@ def test_train_cli_killed_then_resumed(image_folder, tmp_path):
             "--workdir", str(workdir), f"--config.data.sources=('{image_folder}',)",
             f"--config.data.data_dir={tmp_path / 'tfds'}", "--config.train.save_every=1", "--progress=false"]
     env = dict(os.environ, JAX_PLATFORMS="cpu")
-    proc = subprocess.Popen(args + ["--config.train.num_steps=100000"], cwd=REPO, env=env,
+    # Written on 2 CPU devices (the batch split over them), resumed and exported on 1.
+    proc = subprocess.Popen(args + ["--config.train.num_steps=100000", "--config.mesh.cpu_devices=2"], cwd=REPO, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     ckpt = workdir / "checkpoints"
     deadline = time.time() + 240
@@ -141,11 +142,13 @@ def test_train_cli_killed_then_resumed(image_folder, tmp_path):
         time.sleep(0.2)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    assert "mesh: 2 x 1 (data x model) over 2 cpu device(s)" in proc.stderr.read().decode()
     killed_at = checkpointing.make_manager(str(ckpt)).latest_step()
     assert killed_at is not None and killed_at >= 2
-    done = subprocess.run(args + [f"--config.train.num_steps={killed_at + 2}"], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=240)
+    done = subprocess.run(args + [f"--config.train.num_steps={killed_at + 2}", "--config.mesh.cpu_devices=1"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-2000:]
+    assert "mesh: 1 x 1 (data x model) over 1 cpu device(s)" in done.stderr
     assert f"resumed from step {killed_at}" in done.stderr
     assert checkpointing.make_manager(str(ckpt)).latest_step() == killed_at + 2
     # --export_only: the newest checkpoint's EMA, no training (a larger num_steps is not run).

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import sys
 import time
 from typing import Any, Callable, Optional
@@ -295,6 +296,9 @@ def train_and_evaluate(config, workdir: str, *, progress: bool = True,
     if state is None and tc.get("branch_from"):
         state = restore_branch_point(tc.branch_from, int(tc.get("branch_step", 0)), abstract)
         print(f"branched from step {int(state.step)} of {tc.branch_from}", file=sys.stderr)
+        source_warm = os.path.join(tc.branch_from, WARM_START_FILE)
+        if main_process and os.path.exists(source_warm):  # a branch of a warm-started run: same origin
+            shutil.copyfile(source_warm, os.path.join(workdir, WARM_START_FILE))
     if state is None:
         state = jax.jit(lambda k: init_train_state(model, optimizer, k, _image_shape(config)),
                         out_shardings=state_sh)(jax.random.key(config.seed))

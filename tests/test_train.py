@@ -123,6 +123,11 @@ def test_export_and_warm_start(tiny_config, tmp_path):
     meta = checkpointing.read_model_meta(train_lib.export_latest(c, str(tmp_path / "w2"), str(tmp_path / "m2")))
     assert meta["step"] == 2
     assert meta["warm_start"] == {"from": os.path.abspath(out), "from_step": 2} and meta["total_steps"] == 4
+    # A branch of that warm-started run keeps its origin: its exports count the steps before it too.
+    c.train.init_from, c.train.branch_from, c.train.num_steps = "", str(tmp_path / "w2"), 3
+    train_lib.train_and_evaluate(c, str(tmp_path / "w3"), progress=False)
+    meta = checkpointing.read_model_meta(train_lib.export_latest(c, str(tmp_path / "w3"), str(tmp_path / "m3")))
+    assert meta["step"] == 3 and meta["warm_start"]["from_step"] == 2 and meta["total_steps"] == 5
 
 
 def test_train_cli_killed_then_resumed(image_folder, tmp_path):

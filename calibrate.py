@@ -3,8 +3,9 @@
     python calibrate.py --checkpoint DIR --overwrite --plots benchmarks/results/prf_plots   # plain
     python calibrate.py --checkpoint DIR --overwrite --consistency 1                       # consistent
 
-(≈ 7.5 min each for the default 16 images on 2 CPU cores with the bundled model, measured beside a
-training run.)
+(≈ 6 min each at 5 steps for the default 16 images on 2 CPU cores with nothing else running and
+the sweep split over one CPU device per core, 2026-11-29; 7.5 min at 2 steps beside a training run
+before.)
 
 Rules (see diffsr_jax/prf.py): ``empirical-lpips`` restores a scale × t × image grid in one
 compiled call, measures mean LPIPS and PSNR per cell and ships, by default (``--pick lpips-psnr``),
@@ -80,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--chunk", type=int, default=16, help="grid cells per compiled chunk (per device)")
     ap.add_argument("--cpu-devices", default="auto", metavar="auto|N",
                     help="on a CPU-only machine, split the sweep's grid over this many XLA CPU devices: "
-                         "'auto' = one per core (the sweep runs ~1.7x faster on 2 cores than on one "
+                         "'auto' = one per core (1.15x faster sweep of 256² crops on 2 cores than one "
                          "device), 1 = JAX's default; the table is the same up to float rounding")
     ap.add_argument("--consistency", type=float, default=0.0, metavar="λ",
                     help="calibrate the data-consistent mode with this strength (stored under modes.consistent)")

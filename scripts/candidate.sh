@@ -8,7 +8,7 @@
 #   scripts/candidate.sh WORKDIR OUT [CONFIG]      # e.g. scripts/candidate.sh runs/cpu2 runs/cand_4000
 #
 # OUT must not exist. Everything lands in OUT: params/ + model.json (the export), prf.json (the
-# calibration), denoise_quality.{md,jsonl}, table1/. About 35 min (5 steps) on 2 CPU cores with nothing else
+# calibration), denoise_quality.{md,jsonl}, table1/. About 17 min (5 steps; 2026-11-29) on 2 CPU cores with nothing else
 # running (pause a training run beside it: `pkill -STOP -f train.py`, then `pkill -CONT -f train.py`).
 # UPTO=yardstick or UPTO=calibration stops after that stage (default: all three). STEPS=N calibrates
 # for N DDIM steps (default: the bundled table's calibration.steps).

@@ -103,15 +103,14 @@ def cpu_device_count(setting, global_batch: Optional[int] = None, *, cores: Opti
     so it passes None). Why: XLA's CPU backend runs each op
     on a thread pool, and the CPU config's narrow convolutions keep two cores only ~65% busy; with
     the batch split over one device per core each core runs whole ops on its own half and the
-    step is 1.34–1.37× faster on the 2-core host (benchmarks/scaling.py, results/scaling_cpu.txt).
+    step is 1.34–1.58× faster on the 2-core host (benchmarks/scaling.py, results/scaling_cpu.txt).
     Multi-process runs keep JAX's default under ``"auto"`` (their device count is the cluster's).
     Only CPU devices are affected: on a GPU/TPU machine the mesh is made of the accelerators.
     """
     if isinstance(setting, str) and setting.strip().lower() == "auto":
         if multi_process:
             return None
-        cores = usable_cores() if cores is None else int(cores)
-        cores = max(cores, 1)
+        cores = max(usable_cores() if cores is None else int(cores), 1)
         return cores if global_batch is None else max(d for d in range(1, cores + 1) if global_batch % d == 0)
     try:
         n = int(setting) if not isinstance(setting, (bool, float)) else 0

@@ -153,7 +153,7 @@ def _run_tiles(model: LoadedModel, x_t: np.ndarray, t: int, key, *, tile: int, o
     h, w, c = x_t.shape
     windows = list(pipeline.tile_windows(h, w, tile, overlap))
     th, tw = windows[0][2].shape
-    placed = []
+    placed, iters = [], 1
     if cons is not None:  # the global projectors, once per image (each tile slices them)
         ops, ref, strength, iters = cons
         projectors = (ops[0].projector, ops[1].projector)
@@ -166,7 +166,7 @@ def _run_tiles(model: LoadedModel, x_t: np.ndarray, t: int, key, *, tile: int, o
         # constant batch shape → no recompilation for the last batch
         padded = chunk + [chunk[-1]] * (tile_batch - len(chunk))
         tiles = np.stack([x_t[y:y + th, x:x + tw] for y, x, _ in padded])
-        guide, iters = None, 1
+        guide = None
         if cons is not None:
             guide = _tile_guide(projectors, ref, padded, th, tw, strength)
         out = pipeline.restore_batch_jit(model.model, model.params, model.schedule, jnp.asarray(tiles),

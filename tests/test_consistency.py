@@ -94,6 +94,24 @@ def test_consistent_tiles_are_consistent(model):
     assert np.sqrt(np.mean((downscale(out, img.shape[:2]) - img) ** 2)) < 0.01
 
 
+def test_tiles_run_the_asked_number_of_consistency_iterations(model, monkeypatch):
+    # Regression: the tile loop used to reset consistency_iters to 1 inside every tile's sampler
+    # (only the final whole-image projection saw the asked count).
+    from diffsr_jax import pipeline
+
+    seen = []
+    real = pipeline.restore_batch_jit
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["guide_iters"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "restore_batch_jit", spy)
+    api.upscale_array(smooth_image(10, 10), (32, 32), model=model, noise=("fraction", 0.5), steps=1,
+                      consistency=1.0, lift="bicubic", consistency_iters=3, tile=16, tile_overlap=4)
+    assert seen and set(seen) == {3}
+
+
 def test_consistency_inside_sampler_matters(model):
     # The per-step correction, not only the final projection, changes the result.
     img = smooth_image(12, 12)

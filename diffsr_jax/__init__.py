@@ -5,9 +5,9 @@ Pure core:    ``pipeline.diffsr`` (params, schedule, upsampled batch, traced t, 
               ``samplers.ddim_sample`` / ``ddpm_sample``, ``schedules.make_schedule``.
 """
 
-from diffsr_jax.api import DEFAULT_CHECKPOINT, LoadedModel, load_model, upscale, upscale_array
+from diffsr_jax.api import DEFAULT_CHECKPOINT, LoadedModel, load_model, local_mesh, upscale, upscale_array
 from diffsr_jax.schedules import Schedule, make_schedule, q_sample
 
 __version__ = "0.1.0"
-__all__ = ["DEFAULT_CHECKPOINT", "LoadedModel", "Schedule", "load_model", "make_schedule", "q_sample",
-           "upscale", "upscale_array"]
+__all__ = ["DEFAULT_CHECKPOINT", "LoadedModel", "Schedule", "load_model", "local_mesh", "make_schedule",
+           "q_sample", "upscale", "upscale_array"]

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from diffsr_jax import checkpointing, ensemble, pipeline
+from diffsr_jax import checkpointing, ensemble, pipeline, sharding
 from diffsr_jax.defaults import (DEFAULT_COLOUR_FIX, DEFAULT_CONSISTENCY, DEFAULT_LIFT, DEFAULT_SELF_ENSEMBLE,
                                  DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLERS)
 from diffsr_jax import consistency as consistency_mod
@@ -140,17 +140,28 @@ def resolve_noise_step(model: LoadedModel, noise, scale: float, consistent: bool
 
 
 def _tile_guide(projectors, ref, windows, th, tw, strength):
-    """Per-tile slices of the global consistency projectors (batched matrices, one per tile)."""
+    """Per-tile slices of the global consistency projectors (batched matrices, one per tile), as
+    host arrays (the single-device call places them, a sharded one splits them)."""
     rows, cols = zip(*(consistency_mod.tile_operator(projectors, y, x, th, tw) for y, x, _ in windows))
     refs = np.stack([ref[y:y + th, x:x + tw] for y, x, _ in windows])
-    return pipeline.Guide(ref=jnp.asarray(refs), rows=jnp.asarray(np.stack(rows)), cols=jnp.asarray(np.stack(cols)),
-                          strength=jnp.full((len(windows),), strength, jnp.float32))
+    return pipeline.Guide(ref=refs, rows=np.stack(rows).astype(np.float32), cols=np.stack(cols).astype(np.float32),
+                          strength=np.full((len(windows),), strength, np.float32))
+
+
+def tile_batch_for(tile_batch: int, mesh=None) -> int:
+    """Tiles per compiled call: ``tile_batch`` rounded up to a multiple of the mesh's data axis, so
+    every device gets the same whole number of tiles (4 on 2 devices: 2 each)."""
+    n = 1 if mesh is None else sharding.data_size(mesh)
+    return -(-max(int(tile_batch), 1) // n) * n
 
 
 def _run_tiles(model: LoadedModel, x_t: np.ndarray, t: int, key, *, tile: int, overlap: int,
                num_steps: int, tile_batch: int, progress: bool, cons=None, self_ensemble: int = 1,
-               sampler: str = DEFAULT_SAMPLER) -> np.ndarray:
+               sampler: str = DEFAULT_SAMPLER, mesh=None) -> np.ndarray:
     h, w, c = x_t.shape
+    if mesh is not None and sharding.data_size(mesh) == 1:
+        mesh = None  # one device: the plain jitted call, no sharding machinery
+    tile_batch = tile_batch_for(tile_batch, mesh)
     windows = list(pipeline.tile_windows(h, w, tile, overlap))
     th, tw = windows[0][2].shape
     placed, iters = [], 1
@@ -169,11 +180,16 @@ def _run_tiles(model: LoadedModel, x_t: np.ndarray, t: int, key, *, tile: int, o
         guide = None
         if cons is not None:
             guide = _tile_guide(projectors, ref, padded, th, tw, strength)
-        out = pipeline.restore_batch_jit(model.model, model.params, model.schedule, jnp.asarray(tiles),
-                                         jnp.full((tile_batch,), t, jnp.int32), key, num_steps=num_steps,
-                                         sampler=sampler, guide=guide, guide_iters=iters,
-                                         self_ensemble=self_ensemble)
-        out = np.asarray(out)
+        if mesh is not None:  # the batch of tiles split over the devices
+            out = sharding.restore_batch(mesh, model.model, model.params, model.schedule, tiles,
+                                         np.full((tile_batch,), t, np.int32), key, num_steps=num_steps,
+                                         sampler=sampler, self_ensemble=self_ensemble, guide=guide,
+                                         guide_iters=iters)
+        else:
+            out = np.asarray(pipeline.restore_batch_jit(
+                model.model, model.params, model.schedule, jnp.asarray(tiles), jnp.full((tile_batch,), t, jnp.int32),
+                key, num_steps=num_steps, sampler=sampler, guide=None if guide is None else jax.tree.map(jnp.asarray, guide),
+                guide_iters=iters, self_ensemble=self_ensemble))
         placed += [(y, x, wgt, out[i]) for i, (y, x, wgt) in enumerate(chunk)]
     return pipeline.blend_tiles((h, w), c, placed)
 
@@ -183,7 +199,7 @@ def upscale_array(image: np.ndarray, out_hw: tuple[int, int], *, model: LoadedMo
                   tile_overlap: int = 32, tile_batch: int = 4, progress: bool = False,
                   consistency: Optional[float] = None, lift: Optional[str] = None, consistency_iters: int = 1,
                   colour_fix: Optional[str] = None, self_ensemble: Optional[int] = None,
-                  sampler: Optional[str] = None) -> tuple[np.ndarray, dict]:
+                  sampler: Optional[str] = None, mesh=None) -> tuple[np.ndarray, dict]:
     """Diff-SR on one float image HxWx3 in [0, 1] → (out_h x out_w x 3 in [0, 1], info).
 
     ``tile=None`` picks whole-image processing for outputs up to AUTO_TILE_THRESHOLD per side and
@@ -197,6 +213,11 @@ def upscale_array(image: np.ndarray, out_hw: tuple[int, int], *, model: LoadedMo
     ``steps``: DDIM steps from t (None = :func:`default_steps`, the count the mode's noise table
     was calibrated with); ``sampler``: a name of diffsr_jax.samplers.SAMPLERS (None =
     :func:`default_sampler`, the one the table was calibrated with).
+    ``mesh``: a device mesh (:func:`diffsr_jax.sharding.make_mesh`, e.g. from :func:`local_mesh`)
+    to split each batch of tiles over; ``tile_batch`` is then rounded up to a multiple of its
+    device count. Whole-image processing runs on one device either way (one image cannot be
+    split by batch). None = one device. The output equals the one-device output up to float
+    rounding.
     """
     image = np.asarray(image, np.float32)
     if image.ndim != 3 or image.shape[-1] != 3:
@@ -235,6 +256,7 @@ def upscale_array(image: np.ndarray, out_hw: tuple[int, int], *, model: LoadedMo
         ops = consistency_mod.image_operator((out_h, out_w), image.shape[:2], lift, padded_hw=x_up.shape[:2])
         ref = np.asarray(consistency_mod.lift(ops, lr))[0]
         cons = (ops, ref, strength, int(consistency_iters))
+    devices = 1  # how many devices the denoising ran on
     if t == 0:
         out = x_up
     else:
@@ -247,7 +269,8 @@ def upscale_array(image: np.ndarray, out_hw: tuple[int, int], *, model: LoadedMo
             overlap = min(int(tile_overlap), tile // 2)
             out = _run_tiles(model, x_t, t, k_sample, tile=tile, overlap=overlap, num_steps=num_steps,
                              tile_batch=tile_batch, progress=progress, cons=cons, self_ensemble=self_ensemble,
-                             sampler=sampler)
+                             sampler=sampler, mesh=mesh)
+            devices = 1 if mesh is None else sharding.data_size(mesh)
         else:
             guide = None
             if cons is not None:
@@ -269,19 +292,28 @@ def upscale_array(image: np.ndarray, out_hw: tuple[int, int], *, model: LoadedMo
     out = np.clip((np.asarray(out)[0] + 1.0) / 2.0, 0.0, 1.0)
     info = {"t": t, "noise_fraction": t / model.num_timesteps, "steps": num_steps, "sampler": sampler,
             "scale": scale, "tile": tile or 0, "consistency": strength, "lift": lift if strength > 0 else None,
-            "colour_fix": colour_fix, "self_ensemble": self_ensemble}
+            "colour_fix": colour_fix, "self_ensemble": self_ensemble, "devices": devices}
     return out, info
+
+
+def local_mesh():
+    """A data-parallel mesh over this process's devices (all of them: CPU devices, GPUs or TPU
+    cores), for :func:`upscale_array`'s ``mesh``; None when there is only one."""
+    devices = jax.local_devices()
+    return sharding.make_mesh(devices=devices) if len(devices) > 1 else None
 
 
 def upscale(images, target, *, noise="auto", steps: Optional[int] = None, seed: int = 0,
             checkpoint: Optional[str] = None, fit: str = "contain", model: Optional[LoadedModel] = None,
             tile: Optional[int] = None, allow_downscale: bool = False, consistency: Optional[float] = None,
-            lift: Optional[str] = None, colour_fix: Optional[str] = None, self_ensemble: Optional[int] = None):
+            lift: Optional[str] = None, colour_fix: Optional[str] = None, self_ensemble: Optional[int] = None,
+            mesh=None):
     """Upscale one image or a list of images (uint8/uint16/float HxW[xC] numpy arrays).
 
     ``target``: "2x", "2.7", "1920x1080", "1080p", ... (see diffsr_jax.targets). ``noise``: "auto",
-    a fraction of T (0.35) or "t=350". ``consistency``, ``lift``, ``colour_fix``, ``self_ensemble``:
-    see :func:`upscale_array`. Returns arrays of the input's dtype and channel count.
+    a fraction of T (0.35) or "t=350". ``consistency``, ``lift``, ``colour_fix``, ``self_ensemble``,
+    ``mesh`` (tiles split over devices, e.g. ``mesh=local_mesh()``): see :func:`upscale_array`.
+    Returns arrays of the input's dtype and channel count.
     """
     from diffsr_jax import targets
 
@@ -296,7 +328,7 @@ def upscale(images, target, *, noise="auto", steps: Optional[int] = None, seed: 
         plan = targets.output_size(rgb.shape[:2], tgt, fit=fit, allow_downscale=allow_downscale)
         out, _ = upscale_array(rgb, (plan.out_h, plan.out_w), model=model, noise=noise_spec, steps=steps,
                                seed=seed, tile=tile, consistency=consistency, lift=lift,
-                               colour_fix=colour_fix, self_ensemble=self_ensemble)
+                               colour_fix=colour_fix, self_ensemble=self_ensemble, mesh=mesh)
         # Alpha is resized to the full model output, then both are cropped together (cover).
         results.append(targets.apply_crop(restore_dtype(out, alpha, out.shape[:2]), plan))
     return results[0] if single else results

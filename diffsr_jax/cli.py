@@ -122,6 +122,14 @@ def _tile(s):
     return _nonneg_int("--tile")(s)
 
 
+def _cpu_devices(s):
+    """--cpu-devices: auto or a whole number >= 1."""
+    word = s.strip().lower()
+    if word == "auto":
+        return "auto"
+    return _positive_int("--cpu-devices")(word)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog=PROG, description=DESCRIPTION, epilog=EPILOG, formatter_class=_Formatter)
     p.add_argument("inputs", nargs="+", metavar="INPUT",
@@ -167,6 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive_int("--batch-size"), default=4, metavar="N",
                    help="tiles denoised together in one compiled call (more = faster on GPU/TPU, "
                         "more memory); images are processed one at a time (default: 4)")
+    p.add_argument("--cpu-devices", type=_cpu_devices, default="auto", metavar="auto|N",
+                   help="on a CPU-only machine, split each batch of tiles over this many XLA CPU devices: "
+                        "auto = one per core (a 1080p output: 19.8 s instead of 27.6 s on 2 cores), 1 = "
+                        "JAX's single device; outputs are the same up to float rounding. GPUs/TPUs: every "
+                        "local device is used (default: auto)")
     p.add_argument("--format", choices=sorted({e[1:] for e in IMAGE_EXTENSIONS}), default=None,
                    help="output format for folder output (default: keep the input's format)")
     p.add_argument("--suffix", default="", metavar="TEXT",
@@ -307,7 +320,7 @@ class _ImageFailure(Exception):
     pass
 
 
-def _process(job: _Job, args, target, noise, api, model, log) -> None:
+def _process(job: _Job, args, target, noise, api, model, log, mesh=None) -> None:
     """Upscales one image; raises _ImageFailure with a one-line reason."""
     t0 = time.perf_counter()
     try:
@@ -327,7 +340,7 @@ def _process(job: _Job, args, target, noise, api, model, log) -> None:
             img.rgb, plan.out_hw, model=model, noise=noise, steps=args.steps, sampler=args.sampler,
             seed=args.seed, tile=args.tile, tile_overlap=args.tile_overlap, tile_batch=args.batch_size,
             progress=not args.quiet, consistency=args.consistency, lift=args.lift, colour_fix=args.colour_fix,
-            self_ensemble=args.self_ensemble,
+            self_ensemble=args.self_ensemble, mesh=mesh,
         )
     except (MemoryError, ValueError, RuntimeError, TargetError) as e:
         raise _ImageFailure(f"upscaling failed: {type(e).__name__}: {_one_line(e)}") from None
@@ -367,6 +380,9 @@ def _process(job: _Job, args, target, noise, api, model, log) -> None:
         ens = info.get("self_ensemble", 1) if isinstance(info, dict) else 1
         if ens and ens > 1:
             noise_txt += f", self-ensemble {ens}"
+        devices = info.get("devices", 1) if isinstance(info, dict) else 1
+        if devices and devices > 1:
+            noise_txt += f", tiles on {devices} devices"
         log(f"{job.src}: {_fmt_hw(img.size)} -> {_fmt_hw(plan.final_hw)} ({scale}), "
             f"{noise_txt}, {dt:.1f} s -> {job.dst}")
 
@@ -412,6 +428,12 @@ def _main(argv) -> int:
         _err(f"cannot import the model code (diffsr_jax.api): {e}")
         return 2
     _enable_compilation_cache()
+    from . import sharding
+
+    # Before anything touches a device. Inside a program whose JAX already runs (cli.main called
+    # from Python) the devices there are kept; only an explicit count is worth a note then.
+    sharding.use_cpu_devices(sharding.cpu_device_count(args.cpu_devices), strict=False,
+                             note=args.cpu_devices != "auto" and not args.quiet)
     try:
         model = api.load_model(args.checkpoint)
     except (RuntimeError, OSError, ValueError) as e:  # CheckpointError is a RuntimeError
@@ -432,9 +454,10 @@ def _main(argv) -> int:
         # tqdm.write keeps the progress bar intact; it falls back to print when there is none.
         tqdm.write(line, file=sys.stderr if err else sys.stdout)
 
+    mesh = api.local_mesh()  # None on one device
     for job in bar:
         try:
-            _process(job, args, target, noise, api, model, log)
+            _process(job, args, target, noise, api, model, log, mesh)
         except _ImageFailure as e:
             log(f"error: {job.src}: {e}", err=True)
             failures += 1

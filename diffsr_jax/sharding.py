@@ -121,12 +121,12 @@ def cpu_device_count(setting, global_batch: Optional[int] = None, *, cores: Opti
     return n
 
 
-def use_cpu_devices(n: Optional[int], environ=None, *, strict: bool = True) -> Optional[int]:
+def use_cpu_devices(n: Optional[int], environ=None, *, strict: bool = True, note: bool = True) -> Optional[int]:
     """Asks JAX for ``n`` CPU devices; must run before anything touches a device. Returns the
     count set, or None where nothing was set: ``n`` is None, or the user's XLA_FLAGS already
     say ``--xla_force_host_platform_device_count`` (an explicit choice wins), or (``strict=False``,
     for entry points that may be called inside a running JAX program) JAX's backends already exist:
-    then the devices there are kept and a note goes to stderr."""
+    then the devices there are kept and (``note``) a note goes to stderr."""
     env = os.environ if environ is None else environ
     if n is None or _FORCE_DEVICES_FLAG in env.get("XLA_FLAGS", ""):
         return None
@@ -135,8 +135,9 @@ def use_cpu_devices(n: Optional[int], environ=None, *, strict: bool = True) -> O
     except RuntimeError as e:  # JAX refuses once its backends exist
         if strict:
             raise RuntimeError(f"cannot set {n} CPU devices: JAX's backends are already initialised ({e})") from e
-        print(f"note: JAX is already running on {jax.device_count()} device(s); not switching to {n} CPU "
-              "devices", file=sys.stderr)
+        if note:
+            print(f"note: JAX is already running on {jax.device_count()} device(s); not switching to {n} CPU "
+                  "devices", file=sys.stderr)
         return None
     return int(n)
 
@@ -259,15 +260,19 @@ def pad_rows(x: np.ndarray, multiple: int) -> np.ndarray:
 
 @functools.lru_cache(maxsize=None)
 def _sharded_restore_fn(mesh: Mesh, model, num_steps: int, sampler: str, eta: float, t_batched: bool,
-                        self_ensemble: int = 1):
+                        self_ensemble: int = 1, guided: bool = False, guide_iters: int = 1):
     # One compiled program per (mesh, model, statics), like pipeline.restore_batch_jit: a fresh
     # jax.jit of a fresh partial each call would never hit jit's cache.
     from diffsr_jax import pipeline
 
     fn = functools.partial(pipeline.restore_batch, model, num_steps=num_steps, sampler=sampler, eta=eta,
-                           self_ensemble=self_ensemble)
+                           self_ensemble=self_ensemble, guide_iters=guide_iters)
     rep, dat = replicated(mesh), batch_sharding(mesh)
-    return jax.jit(fn, in_shardings=(rep, rep, dat, dat if t_batched else rep, rep), out_shardings=dat)
+    shardings = (rep, rep, dat, dat if t_batched else rep, rep)
+    if guided:  # every leaf of a per-row Guide (ref, rows, cols, strength) is split with its row
+        return jax.jit(lambda p, s, x, t, k, g: fn(p, s, x, t, k, guide=g),
+                       in_shardings=shardings + (dat,), out_shardings=dat)
+    return jax.jit(fn, in_shardings=shardings, out_shardings=dat)
 
 
 def _pad_batch(mesh: Mesh, x, t):
@@ -280,18 +285,29 @@ def _pad_batch(mesh: Mesh, x, t):
 
 
 def restore_batch(mesh: Mesh, model, params, schedule, x_t, t, key: jax.Array, *, num_steps: int,
-                  sampler: str = "ddim", eta: float = 0.0, self_ensemble: int = 1) -> np.ndarray:
+                  sampler: str = "ddim", eta: float = 0.0, self_ensemble: int = 1, guide=None,
+                  guide_iters: int = 1) -> np.ndarray:
     """:func:`pipeline.restore_batch` with the batch split over the mesh's ``data`` axis.
 
     ``x_t`` (B, H, W, C) and ``t`` (scalar or (B,)) are host arrays; B need not divide the device
-    count (the batch is padded). Deterministic DDIM (η = 0) gives the unsharded result up to float
-    rounding; stochastic samplers draw their noise for the padded batch, which leaves the first B
-    rows' draws unchanged (partitionable threefry) but is not guaranteed across JAX versions.
-    Returns a numpy array (B, H, W, C) on every process.
+    count (the batch is padded). ``guide`` (optional) is a :class:`pipeline.Guide` with one row per
+    image in every leaf (ref (B, H, W, C), rows (B, H, H), cols (B, W, W), strength (B,)), as
+    tiles have; it is padded and split like the batch. Deterministic DDIM (η = 0) gives the
+    unsharded result up to float rounding; stochastic samplers draw their noise for the padded
+    batch, which leaves the first B rows' draws unchanged (partitionable threefry) but is not
+    guaranteed across JAX versions. Returns a numpy array (B, H, W, C) on every process.
     """
     x_t, t, b = _pad_batch(mesh, x_t, t)
-    fn = _sharded_restore_fn(mesh, model, int(num_steps), sampler, float(eta), t.ndim == 1, int(self_ensemble))
-    return to_host(fn(params, schedule, x_t, t, key))[:b]
+    if guide is not None:
+        leaves = [np.asarray(leaf, np.float32) for leaf in guide]
+        if any(leaf.ndim == 0 or leaf.shape[0] != b for leaf in leaves):
+            raise ValueError(f"a sharded guide needs one row per image ({b}) in every leaf, got shapes "
+                             f"{[leaf.shape for leaf in leaves]}")
+        guide = type(guide)(*(pad_rows(leaf, data_size(mesh)) for leaf in leaves))
+    fn = _sharded_restore_fn(mesh, model, int(num_steps), sampler, float(eta), t.ndim == 1, int(self_ensemble),
+                             guide is not None, int(guide_iters))
+    args = (params, schedule, x_t, t, key) + ((guide,) if guide is not None else ())
+    return to_host(fn(*args))[:b]
 
 
 def diffsr_from_lr(mesh: Mesh, model, params, schedule, lr, t, key: jax.Array, *, out_hw: tuple[int, int],

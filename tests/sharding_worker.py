@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 
 from configs import tiny  # noqa: E402
 from conftest import random_params  # noqa: E402
-from diffsr_jax import checkpointing, pipeline, prf, sharding, train_lib  # noqa: E402
+from diffsr_jax import api, checkpointing, pipeline, prf, sharding, train_lib  # noqa: E402
 
 STEPS, BATCH, HW = 3, 8, 16
 
@@ -143,6 +143,19 @@ def check_inference(out, model, schedule):
     got = sharding.sweep(mesh, model, params, schedule, hr, (2.0, 4.0), grid, key, num_steps=2, chunk=2,
                          consistency=1.0)
     out["sweep_consistent"] = {k: float(np.nanmax(np.abs(got.metrics[k] - ref.metrics[k]))) for k in ("psnr", "ssim")}
+
+    # api.upscale_array's tiles split over the mesh (plain and data-consistent): 3x3 tiles in
+    # batches of 3, rounded up to 8 per call (two calls, the second padded).
+    loaded = api.LoadedModel(model=model, params=params, schedule=schedule, meta={},
+                             noise_table=dict(api.FALLBACK_NOISE_TABLE), directory="")
+    img = rng.uniform(0, 1, (12, 12, 3)).astype(np.float32)
+    for name, strength in (("tiles", 0.0), ("tiles_consistent", 1.0)):
+        kw = dict(model=loaded, noise=("fraction", 0.4), steps=2, tile=16, tile_overlap=4, tile_batch=3,
+                  consistency=strength)
+        ref, ref_info = api.upscale_array(img, (32, 32), **kw)
+        got, info = api.upscale_array(img, (32, 32), mesh=mesh, **kw)
+        out[name] = {"diff": float(np.max(np.abs(got - ref))), "devices": [ref_info["devices"], info["devices"]],
+                     "moved": float(np.max(np.abs(ref - api.upscale_array(img, (32, 32), **{**kw, "noise": ("step", 0)})[0])))}
 
 
 def main(workdir: str) -> None:

@@ -32,6 +32,7 @@ class FakeApi(types.ModuleType):
         self.load_calls = []
         self.calls = []
         self.fail_on = set()  # input shapes (h, w) for which upscale_array raises
+        self.mesh = None  # what local_mesh() returns (None: one device)
 
         class LoadedModel:
             num_timesteps = 1000
@@ -44,19 +45,22 @@ class FakeApi(types.ModuleType):
             raise CheckpointError(f"corrupt checkpoint metadata {checkpoint}/model.json: bad json")
         return self.LoadedModel()
 
+    def local_mesh(self):
+        return self.mesh
+
     def upscale_array(self, image, out_hw, *, model, noise=("auto", None), steps=None, seed=0,
                       tile=None, tile_overlap=32, tile_batch=4, progress=False, consistency=None, lift=None,
-                      colour_fix=None, self_ensemble=None, sampler=None):
+                      colour_fix=None, self_ensemble=None, sampler=None, mesh=None):
         assert isinstance(model, self.LoadedModel)
         assert image.dtype == np.float32 and image.ndim == 3 and image.shape[2] == 3
         self.calls.append(dict(shape=image.shape[:2], out_hw=tuple(out_hw), noise=noise,
                                steps=steps, seed=seed, tile=tile, tile_overlap=tile_overlap,
                                progress=progress, consistency=consistency, lift=lift, colour_fix=colour_fix,
-                               self_ensemble=self_ensemble, sampler=sampler))
+                               self_ensemble=self_ensemble, sampler=sampler, mesh=mesh))
         if image.shape[:2] in self.fail_on:
             raise RuntimeError("RESOURCE_EXHAUSTED: out of memory\nlong XLA details")
         return _bicubic(image, out_hw), {"t": 400, "noise_fraction": 0.4, "steps": steps or 25,
-                                         "self_ensemble": self_ensemble or 1}
+                                         "self_ensemble": self_ensemble or 1, "devices": 1 if mesh is None else 2}
 
 
 @pytest.fixture()
@@ -123,6 +127,8 @@ def test_infer_py_help_subprocess():
     (["--target", "2x", "--self-ensemble", "3"], "--self-ensemble"),
     (["--target", "2x", "--self-ensemble", "two"], "--self-ensemble"),
     (["--target", "2x", "--sampler", "euler"], "--sampler"),
+    (["--target", "2x", "--cpu-devices", "0"], "--cpu-devices"),
+    (["--target", "2x", "--cpu-devices", "two"], "--cpu-devices"),
     (["--target", "2x", "--bogus"], "unrecognized"),
     ([], "--target"),
 ])
@@ -382,3 +388,35 @@ def test_noise_step_beyond_T_is_one_usage_error(api, imgs, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "T = 1000" in err and err.count("error:") == 1
     assert not (tmp_path / "o.png").exists()
+
+
+def test_tiles_go_to_the_local_mesh(api, imgs, tmp_path, capsys):
+    rc = cli.main([str(imgs / "a.png"), "-t", "x2", "-o", str(tmp_path / "one.png")])
+    out, _ = _err_lines(capsys)
+    assert rc == 0 and api.calls[-1]["mesh"] is None and "devices" not in out
+    api.mesh = "MESH"  # several local devices
+    rc = cli.main([str(imgs / "a.png"), "-t", "x2", "-o", str(tmp_path / "two.png")])
+    out, _ = _err_lines(capsys)
+    assert rc == 0 and api.calls[-1]["mesh"] == "MESH" and "tiles on 2 devices" in out
+
+
+def test_infer_py_splits_tiles_over_two_cpu_devices(tiny_model_dir, tmp_path, capsys):
+    """A fresh infer.py process with --cpu-devices 2 denoises its tiles on both devices and writes
+    the image this (one-device) process writes, up to 1/255 of float rounding."""
+    rng = np.random.default_rng(5)
+    src = tmp_path / "in.png"
+    Image.fromarray(rng.integers(0, 256, (14, 18, 3), dtype=np.uint8)).save(src)
+    common = ["-t", "3x", "--checkpoint", tiny_model_dir, "--noise", "0.4", "--steps", "2", "--tile", "16",
+              "--tile-overlap", "4"]
+    assert cli.main([str(src), "-o", str(tmp_path / "one.png"), *common]) == 0
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    env["XLA_FLAGS"] = " ".join(f for f in env.get("XLA_FLAGS", "").split()
+                                if "host_platform_device_count" not in f)
+    r = subprocess.run([sys.executable, os.path.join(REPO, "infer.py"), str(src), "-o", str(tmp_path / "two.png"),
+                        *common, "--cpu-devices", "2"], capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "tiles on 2 devices" in r.stdout
+    one = np.asarray(Image.open(tmp_path / "one.png"), np.int16)
+    two = np.asarray(Image.open(tmp_path / "two.png"), np.int16)
+    assert one.shape == two.shape == (42, 54, 3)
+    assert np.abs(one - two).max() <= 1

@@ -44,6 +44,9 @@ def parse_args(argv=None):
                    help="Inception weights (.pb TF graph or .onnx) for FID; without it FID is 'unavailable'")
     p.add_argument("--fid-layer", default="pool_3", help="feature output name in the Inception graph")
     p.add_argument("--lpips-nets", nargs="+", default=["alex", "vgg"], choices=["alex", "vgg"])
+    p.add_argument("--cpu-devices", default="auto", metavar="auto|N",
+                   help="on a CPU-only machine, spread each Diff-SR image's rows over this many XLA CPU devices "
+                        "(auto = one per core; 1 = JAX's single device); metrics equal to float rounding")
     p.add_argument("--out-dir", default=os.path.join(REPO, "benchmarks", "results"))
     p.add_argument("--name", default="table1", help="stem of the output files")
     p.add_argument("--no-table", action="store_true", help="skip Table 1 (ablations only)")
@@ -56,6 +59,13 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    from diffsr_jax import sharding
+
+    try:  # before anything touches a device; evaluation.run_table uses every local device
+        sharding.use_cpu_devices(sharding.cpu_device_count(args.cpu_devices), strict=False,
+                                 note=args.cpu_devices != "auto")
+    except ValueError as e:
+        sys.exit(f"error: --cpu-devices: {e}")
     from diffsr_jax import ablations, evaluation
 
     try:

@@ -1,4 +1,6 @@
-"""Throughput of sharded training steps and sharded batch restoration on 1, 2, 4, 8 devices.
+"""Throughput of sharded training steps, sharded batch restoration and one image restored with its
+rows split (``sharding.restore_spatial``, what infer.py and evaluate.py do with a whole image) on
+1, 2, 4, 8 devices.
 
     python benchmarks/scaling.py                       # simulated CPU devices, tiny model
     python benchmarks/scaling.py --devices 1,2,4 --config cpu --batch 32 --crop 64 --restore-crop 256
@@ -101,11 +103,14 @@ def worker(args) -> dict:
     t = np.full((args.batch,), c.schedule.T // 5, np.int32)
     restore_first, restore_s = timed(lambda: sharding.restore_batch(
         mesh, model, params_host, schedule, x_t, t, key, num_steps=args.restore_steps), args.repeats)
+    one_first, one_s = timed(lambda: sharding.restore_spatial(
+        mesh, model, params_host, schedule, x_t[:1], t[:1], key, num_steps=args.restore_steps), args.repeats)
     n_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(params))
     return {"devices": jax.device_count(), "platform": jax.devices()[0].platform,
             "device_kind": jax.devices()[0].device_kind, "params": n_params,
             "train_first_s": train_first, "train_step_s": train_s, "train_img_s": args.batch / train_s,
-            "restore_first_s": restore_first, "restore_s": restore_s, "restore_img_s": args.batch / restore_s}
+            "restore_first_s": restore_first, "restore_s": restore_s, "restore_img_s": args.batch / restore_s,
+            "one_image_first_s": one_first, "one_image_s": one_s}
 
 
 def run_child(n: int, args) -> dict:
@@ -130,14 +135,15 @@ def table(rows: list[dict], args) -> str:
     if rows[0]["platform"] == "cpu":
         head.append("# NOTE: " + NOTE)
     cols = ("devices", "train 1st call s", "train step s", "train img/s", "restore 1st call s", "restore s",
-            "restore img/s", "speed-up train / restore")
+            "restore img/s", "1 image rows split s", "speed-up train / restore / 1 image")
     lines = [" | ".join(cols)]
     for r in rows:
         lines.append(" | ".join([f"{r['devices']}", f"{r['train_first_s']:.2f}", f"{r['train_step_s']:.4f}",
                                  f"{r['train_img_s']:.1f}", f"{r['restore_first_s']:.2f}", f"{r['restore_s']:.4f}",
-                                 f"{r['restore_img_s']:.1f}",
+                                 f"{r['restore_img_s']:.1f}", f"{r['one_image_s']:.4f}",
                                  f"{rows[0]['train_step_s'] / r['train_step_s']:.2f} / "
-                                 f"{rows[0]['restore_s'] / r['restore_s']:.2f}"]))
+                                 f"{rows[0]['restore_s'] / r['restore_s']:.2f} / "
+                                 f"{rows[0]['one_image_s'] / r['one_image_s']:.2f}"]))
     return "\n".join(head + lines) + "\n"
 
 

@@ -12,7 +12,7 @@ Differences from the paper's setup (configs/default.py), each chosen to make CPU
   (models/conv.py, autotune.py) and keep the faster. Which wins depends on the CPU: the GEMM was
   1.1–1.5× faster on the Zen 3 host, XLA's (YNNPACK) 1.7× faster on the Zen 4 host.
 - one XLA CPU device per core (configs/default.py's mesh.cpu_devices="auto"), the batch split over
-  them: 1.34-1.58x faster steps than JAX's single CPU device on the 2-core host.
+  them: 1.12-1.58x faster steps than JAX's single CPU device on the 2-core host.
 Training data: ../shared/data/CBSD68 + ../shared/data/CSun_Hays80 (never the evaluation sets).
 """
 

@@ -55,7 +55,7 @@ def get_config() -> ml_collections.ConfigDict:
     # must divide by the data axis. model > 1 only pays with shard_params (params, EMA and Adam
     # moments split over the model axis); otherwise those devices repeat the same work.
     # cpu_devices: on a CPU-only machine, how many XLA CPU devices to split the batch over: "auto" =
-    # one per usable core (lowered to a divisor of batch_size), 1.34-1.58x faster train steps on 2
+    # one per usable core (lowered to a divisor of batch_size), 1.12-1.58x faster train steps on 2
     # cores than JAX's single CPU device (sharding.cpu_device_count); "1" = JAX's default. Ignored on
     # GPU/TPU (the mesh is the accelerators) and when XLA_FLAGS already force a CPU device count.
     c.mesh = ml_collections.ConfigDict(dict(model=1, shard_params=False, cpu_devices="auto"))

@@ -214,10 +214,9 @@ def upscale_array(image: np.ndarray, out_hw: tuple[int, int], *, model: LoadedMo
     was calibrated with); ``sampler``: a name of diffsr_jax.samplers.SAMPLERS (None =
     :func:`default_sampler`, the one the table was calibrated with).
     ``mesh``: a device mesh (:func:`diffsr_jax.sharding.make_mesh`, e.g. from :func:`local_mesh`)
-    to split each batch of tiles over; ``tile_batch`` is then rounded up to a multiple of its
-    device count. Whole-image processing runs on one device either way (one image cannot be
-    split by batch). None = one device. The output equals the one-device output up to float
-    rounding.
+    to spread the work over: each batch of tiles is split over its devices (``tile_batch`` rounded
+    up to a multiple of their count), a whole image by rows (:func:`diffsr_jax.sharding.restore_spatial`).
+    None = one device. The output equals the one-device output up to float rounding.
     """
     image = np.asarray(image, np.float32)
     if image.ndim != 3 or image.shape[-1] != 3:
@@ -275,12 +274,19 @@ def upscale_array(image: np.ndarray, out_hw: tuple[int, int], *, model: LoadedMo
             guide = None
             if cons is not None:
                 guide = pipeline.whole_image_guide(ops, jnp.asarray(ref[None]), strength)
-            out = np.asarray(pipeline.restore_batch_jit(model.model, model.params, model.schedule,
-                                                        jnp.asarray(x_t[None]), jnp.full((1,), t, jnp.int32),
-                                                        k_sample, num_steps=num_steps, sampler=sampler,
-                                                        guide=guide,
-                                                        guide_iters=int(consistency_iters),
-                                                        self_ensemble=self_ensemble))[0]
+            if mesh is not None and sharding.data_size(mesh) > 1:  # the image's rows split over the devices
+                out = sharding.restore_spatial(mesh, model.model, model.params, model.schedule, x_t[None],
+                                               np.full((1,), t, np.int32), k_sample, num_steps=num_steps,
+                                               sampler=sampler, guide=guide, guide_iters=int(consistency_iters),
+                                               self_ensemble=self_ensemble)[0]
+                devices = sharding.data_size(mesh)
+            else:
+                out = np.asarray(pipeline.restore_batch_jit(model.model, model.params, model.schedule,
+                                                            jnp.asarray(x_t[None]), jnp.full((1,), t, jnp.int32),
+                                                            k_sample, num_steps=num_steps, sampler=sampler,
+                                                            guide=guide,
+                                                            guide_iters=int(consistency_iters),
+                                                            self_ensemble=self_ensemble))[0]
     out = jnp.asarray(out[None, :out_h, :out_w])
     if colour_fix != "none":
         out = consistency_mod.colour_fix(out, jnp.asarray(x_up[None, :out_h, :out_w]), colour_fix)

@@ -176,7 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="tiles denoised together in one compiled call (more = faster on GPU/TPU, "
                         "more memory); images are processed one at a time (default: 4)")
     p.add_argument("--cpu-devices", type=_cpu_devices, default="auto", metavar="auto|N",
-                   help="on a CPU-only machine, split each batch of tiles over this many XLA CPU devices: "
+                   help="on a CPU-only machine, spread the denoising over this many XLA CPU devices (batches of "
+                        "tiles split by tile, a whole image by rows): "
                         "auto = one per core (a 1080p output: 19.8 s instead of 27.6 s on 2 cores), 1 = "
                         "JAX's single device; outputs are the same up to float rounding. GPUs/TPUs: every "
                         "local device is used (default: auto)")
@@ -382,7 +383,7 @@ def _process(job: _Job, args, target, noise, api, model, log, mesh=None) -> None
             noise_txt += f", self-ensemble {ens}"
         devices = info.get("devices", 1) if isinstance(info, dict) else 1
         if devices and devices > 1:
-            noise_txt += f", tiles on {devices} devices"
+            noise_txt += f", {devices} devices"
         log(f"{job.src}: {_fmt_hw(img.size)} -> {_fmt_hw(plan.final_hw)} ({scale}), "
             f"{noise_txt}, {dt:.1f} s -> {job.dst}")
 

@@ -693,8 +693,10 @@ def run_table(args, argv: Sequence[str]) -> EvalResult:
     labels = {dataset_label(s): s for s in args.datasets}
     data = {lab: load_dataset(spec, data_root=args.data_root, data_dir=args.tfds_dir, limit=args.limit)
             for lab, spec in labels.items()}
+    mesh = api.local_mesh()  # several local devices: each Diff-SR image spread over them by rows
     mset = build_methods(args.methods, model_loader=lambda: api.load_model(args.checkpoint),
-                         peer_dir=args.peer_dir, steps=args.steps, seed=args.seed)
+                         peer_dir=args.peer_dir, steps=args.steps, seed=args.seed,
+                         upscale_kwargs=None if mesh is None else {"mesh": mesh})
     for name, why in mset.skipped.items():
         print(f"note: skipping {name}: {why}", file=sys.stderr)
     if not mset.methods:

@@ -149,13 +149,15 @@ def check_inference(out, model, schedule):
     loaded = api.LoadedModel(model=model, params=params, schedule=schedule, meta={},
                              noise_table=dict(api.FALLBACK_NOISE_TABLE), directory="")
     img = rng.uniform(0, 1, (12, 12, 3)).astype(np.float32)
-    for name, strength in (("tiles", 0.0), ("tiles_consistent", 1.0)):
-        kw = dict(model=loaded, noise=("fraction", 0.4), steps=2, tile=16, tile_overlap=4, tile_batch=3,
+    # ... and a whole image split by rows (36 rows: not a multiple of 8 devices).
+    for name, strength, tile, out_hw in (("tiles", 0.0, 16, (32, 32)), ("tiles_consistent", 1.0, 16, (32, 32)),
+                                         ("whole", 0.0, 0, (36, 28)), ("whole_consistent", 1.0, 0, (36, 28))):
+        kw = dict(model=loaded, noise=("fraction", 0.4), steps=2, tile=tile, tile_overlap=4, tile_batch=3,
                   consistency=strength)
-        ref, ref_info = api.upscale_array(img, (32, 32), **kw)
-        got, info = api.upscale_array(img, (32, 32), mesh=mesh, **kw)
+        ref, ref_info = api.upscale_array(img, out_hw, **kw)
+        got, info = api.upscale_array(img, out_hw, mesh=mesh, **kw)
         out[name] = {"diff": float(np.max(np.abs(got - ref))), "devices": [ref_info["devices"], info["devices"]],
-                     "moved": float(np.max(np.abs(ref - api.upscale_array(img, (32, 32), **{**kw, "noise": ("step", 0)})[0])))}
+                     "moved": float(np.max(np.abs(ref - api.upscale_array(img, out_hw, **{**kw, "noise": ("step", 0)})[0])))}
 
 
 def main(workdir: str) -> None:

@@ -397,7 +397,7 @@ def test_tiles_go_to_the_local_mesh(api, imgs, tmp_path, capsys):
     api.mesh = "MESH"  # several local devices
     rc = cli.main([str(imgs / "a.png"), "-t", "x2", "-o", str(tmp_path / "two.png")])
     out, _ = _err_lines(capsys)
-    assert rc == 0 and api.calls[-1]["mesh"] == "MESH" and "tiles on 2 devices" in out
+    assert rc == 0 and api.calls[-1]["mesh"] == "MESH" and "2 devices" in out
 
 
 def test_infer_py_splits_tiles_over_two_cpu_devices(tiny_model_dir, tmp_path, capsys):
@@ -415,7 +415,7 @@ def test_infer_py_splits_tiles_over_two_cpu_devices(tiny_model_dir, tmp_path, ca
     r = subprocess.run([sys.executable, os.path.join(REPO, "infer.py"), str(src), "-o", str(tmp_path / "two.png"),
                         *common, "--cpu-devices", "2"], capture_output=True, text=True, timeout=300, env=env)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert "tiles on 2 devices" in r.stdout
+    assert "2 devices" in r.stdout
     one = np.asarray(Image.open(tmp_path / "one.png"), np.int16)
     two = np.asarray(Image.open(tmp_path / "two.png"), np.int16)
     assert one.shape == two.shape == (42, 54, 3)

@@ -210,3 +210,10 @@ def test_training_step_text_names_the_whole_count_of_a_warm_started_run():
     assert training_step_text({"step": 400}) == " (training step 400)"
     assert training_step_text({"step": 400, "total_steps": 400}) == " (training step 400)"
     assert training_step_text({}) == "" and training_step_text(None) == ""
+
+
+def test_evaluate_py_refuses_a_bad_cpu_device_count():
+    import evaluate
+
+    with pytest.raises(SystemExit, match="--cpu-devices"):
+        evaluate.main(["--cpu-devices", "zero", "--no-table", "--ablations", "none"])

@@ -176,9 +176,10 @@ def test_sharded_upscaling_equals_unsharded(eight, what):
     assert r["shape"][0] == {"restore_batch": 5, "diffsr_from_lr": 3}[what]  # padding dropped
 
 
-@pytest.mark.parametrize("what", ["tiles", "tiles_consistent"])
-def test_tiles_split_over_devices_equal_one_device(eight, what):
-    """api.upscale_array(mesh=...) gives the one-device output (plain and data-consistent)."""
+@pytest.mark.parametrize("what", ["tiles", "tiles_consistent", "whole", "whole_consistent"])
+def test_upscale_array_on_a_mesh_equals_one_device(eight, what):
+    """api.upscale_array(mesh=...) gives the one-device output, tiles split by tile and a whole
+    image by rows (plain and data-consistent)."""
     r = eight[0][what]
     assert r["devices"] == [1, 8]
     assert r["moved"] > 1e-2  # the tiles were denoised (not the bicubic input): the comparison means something

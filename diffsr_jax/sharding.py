@@ -338,7 +338,7 @@ def restore_spatial(mesh: Mesh, model, params, schedule, x_t, t, key: jax.Array,
                     sampler: str = "ddim", eta: float = 0.0, self_ensemble: int = 1, guide=None,
                     guide_iters: int = 1) -> np.ndarray:
     """:func:`pipeline.restore_batch` with each image's rows split over the mesh's ``data`` axis:
-    the way to spread *one* image (a batch of 1 cannot be split by rows) over several devices.
+    the way to spread *one* image (a batch of 1 cannot be split by batch) over several devices.
     XLA (GSPMD) partitions every convolution by height and exchanges the border rows each needs
     from its neighbour; GroupNorm's statistics and the guide's row projector become cross-device
     reductions. Same result as the one-device call up to float rounding; on 2 CPU devices of a

@@ -377,7 +377,7 @@ def _process(job: _Job, args, target, noise, api, model, log, mesh=None) -> None
         frac = info.get("noise_fraction") if isinstance(info, dict) else None
         noise_txt = f"t={t}" if t is not None else "t=?"
         if frac is not None:
-            noise_txt += f" ({100 * float(frac):.0f}%)"
+            noise_txt += f" ({100 * float(frac):.3g}%)"  # 2.5%, not a rounded 2%
         ens = info.get("self_ensemble", 1) if isinstance(info, dict) else 1
         if ens and ens > 1:
             noise_txt += f", self-ensemble {ens}"

@@ -33,6 +33,7 @@ class FakeApi(types.ModuleType):
         self.calls = []
         self.fail_on = set()  # input shapes (h, w) for which upscale_array raises
         self.mesh = None  # what local_mesh() returns (None: one device)
+        self.info_extra = {}  # merged into upscale_array's info
 
         class LoadedModel:
             num_timesteps = 1000
@@ -60,7 +61,8 @@ class FakeApi(types.ModuleType):
         if image.shape[:2] in self.fail_on:
             raise RuntimeError("RESOURCE_EXHAUSTED: out of memory\nlong XLA details")
         return _bicubic(image, out_hw), {"t": 400, "noise_fraction": 0.4, "steps": steps or 25,
-                                         "self_ensemble": self_ensemble or 1, "devices": 1 if mesh is None else 2}
+                                         "self_ensemble": self_ensemble or 1, "devices": 1 if mesh is None else 2,
+                                         **self.info_extra}
 
 
 @pytest.fixture()
@@ -420,3 +422,10 @@ def test_infer_py_splits_tiles_over_two_cpu_devices(tiny_model_dir, tmp_path, ca
     two = np.asarray(Image.open(tmp_path / "two.png"), np.int16)
     assert one.shape == two.shape == (42, 54, 3)
     assert np.abs(one - two).max() <= 1
+
+
+def test_summary_shows_a_fractional_noise_percentage(api, imgs, tmp_path, capsys):
+    api.info_extra = {"t": 25, "noise_fraction": 0.025}  # the bundled 2x default: 2.5%, not "2%"
+    assert cli.main([str(imgs / "a.png"), "-t", "x2", "-o", str(tmp_path / "o.png")]) == 0
+    out, _ = _err_lines(capsys)
+    assert "t=25 (2.5%)" in out

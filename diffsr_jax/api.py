@@ -159,8 +159,6 @@ def _run_tiles(model: LoadedModel, x_t: np.ndarray, t: int, key, *, tile: int, o
                num_steps: int, tile_batch: int, progress: bool, cons=None, self_ensemble: int = 1,
                sampler: str = DEFAULT_SAMPLER, mesh=None) -> np.ndarray:
     h, w, c = x_t.shape
-    if mesh is not None and sharding.data_size(mesh) == 1:
-        mesh = None  # one device: the plain jitted call, no sharding machinery
     tile_batch = tile_batch_for(tile_batch, mesh)
     windows = list(pipeline.tile_windows(h, w, tile, overlap))
     th, tw = windows[0][2].shape
@@ -187,9 +185,8 @@ def _run_tiles(model: LoadedModel, x_t: np.ndarray, t: int, key, *, tile: int, o
                                          guide_iters=iters)
         else:
             out = np.asarray(pipeline.restore_batch_jit(
-                model.model, model.params, model.schedule, jnp.asarray(tiles), jnp.full((tile_batch,), t, jnp.int32),
-                key, num_steps=num_steps, sampler=sampler, guide=None if guide is None else jax.tree.map(jnp.asarray, guide),
-                guide_iters=iters, self_ensemble=self_ensemble))
+                model.model, model.params, model.schedule, tiles, np.full((tile_batch,), t, np.int32), key,
+                num_steps=num_steps, sampler=sampler, guide=guide, guide_iters=iters, self_ensemble=self_ensemble))
         placed += [(y, x, wgt, out[i]) for i, (y, x, wgt) in enumerate(chunk)]
     return pipeline.blend_tiles((h, w), c, placed)
 
@@ -244,6 +241,8 @@ def upscale_array(image: np.ndarray, out_hw: tuple[int, int], *, model: LoadedMo
     sampler = default_sampler(model, consistent=strength > 0) if sampler is None else sampler
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
+    if mesh is not None and sharding.data_size(mesh) == 1:
+        mesh = None  # one device: the plain jitted calls, no sharding machinery
     key = jax.random.key(seed)
     k_noise, k_sample = jax.random.split(key)
 
@@ -255,7 +254,8 @@ def upscale_array(image: np.ndarray, out_hw: tuple[int, int], *, model: LoadedMo
         ops = consistency_mod.image_operator((out_h, out_w), image.shape[:2], lift, padded_hw=x_up.shape[:2])
         ref = np.asarray(consistency_mod.lift(ops, lr))[0]
         cons = (ops, ref, strength, int(consistency_iters))
-    devices = 1  # how many devices the denoising ran on
+    # how many devices the denoising ran on (none runs at t = 0)
+    devices = 1 if (mesh is None or t == 0) else sharding.data_size(mesh)
     if t == 0:
         out = x_up
     else:
@@ -269,17 +269,15 @@ def upscale_array(image: np.ndarray, out_hw: tuple[int, int], *, model: LoadedMo
             out = _run_tiles(model, x_t, t, k_sample, tile=tile, overlap=overlap, num_steps=num_steps,
                              tile_batch=tile_batch, progress=progress, cons=cons, self_ensemble=self_ensemble,
                              sampler=sampler, mesh=mesh)
-            devices = 1 if mesh is None else sharding.data_size(mesh)
         else:
             guide = None
             if cons is not None:
                 guide = pipeline.whole_image_guide(ops, jnp.asarray(ref[None]), strength)
-            if mesh is not None and sharding.data_size(mesh) > 1:  # the image's rows split over the devices
+            if mesh is not None:  # the image's rows split over the devices
                 out = sharding.restore_spatial(mesh, model.model, model.params, model.schedule, x_t[None],
                                                np.full((1,), t, np.int32), k_sample, num_steps=num_steps,
                                                sampler=sampler, guide=guide, guide_iters=int(consistency_iters),
                                                self_ensemble=self_ensemble)[0]
-                devices = sharding.data_size(mesh)
             else:
                 out = np.asarray(pipeline.restore_batch_jit(model.model, model.params, model.schedule,
                                                             jnp.asarray(x_t[None]), jnp.full((1,), t, jnp.int32),
@@ -318,7 +316,7 @@ def upscale(images, target, *, noise="auto", steps: Optional[int] = None, seed: 
 
     ``target``: "2x", "2.7", "1920x1080", "1080p", ... (see diffsr_jax.targets). ``noise``: "auto",
     a fraction of T (0.35) or "t=350". ``consistency``, ``lift``, ``colour_fix``, ``self_ensemble``,
-    ``mesh`` (tiles split over devices, e.g. ``mesh=local_mesh()``): see :func:`upscale_array`.
+    ``mesh`` (the denoising spread over devices, e.g. ``mesh=local_mesh()``): see :func:`upscale_array`.
     Returns arrays of the input's dtype and channel count.
     """
     from diffsr_jax import targets

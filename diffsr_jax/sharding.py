@@ -260,19 +260,18 @@ def pad_rows(x: np.ndarray, multiple: int) -> np.ndarray:
 
 @functools.lru_cache(maxsize=None)
 def _sharded_restore_fn(mesh: Mesh, model, num_steps: int, sampler: str, eta: float, t_batched: bool,
-                        self_ensemble: int = 1, guided: bool = False, guide_iters: int = 1):
+                        self_ensemble: int = 1, guide_iters: int = 1):
     # One compiled program per (mesh, model, statics), like pipeline.restore_batch_jit: a fresh
-    # jax.jit of a fresh partial each call would never hit jit's cache.
+    # jax.jit of a fresh partial each call would never hit jit's cache. The last argument is the
+    # guide or None (a None has no leaves, so its sharding is moot); a per-row Guide's every leaf
+    # (ref, rows, cols, strength) is split with its row.
     from diffsr_jax import pipeline
 
     fn = functools.partial(pipeline.restore_batch, model, num_steps=num_steps, sampler=sampler, eta=eta,
                            self_ensemble=self_ensemble, guide_iters=guide_iters)
     rep, dat = replicated(mesh), batch_sharding(mesh)
-    shardings = (rep, rep, dat, dat if t_batched else rep, rep)
-    if guided:  # every leaf of a per-row Guide (ref, rows, cols, strength) is split with its row
-        return jax.jit(lambda p, s, x, t, k, g: fn(p, s, x, t, k, guide=g),
-                       in_shardings=shardings + (dat,), out_shardings=dat)
-    return jax.jit(fn, in_shardings=shardings, out_shardings=dat)
+    return jax.jit(lambda p, s, x, t, k, g: fn(p, s, x, t, k, guide=g),
+                   in_shardings=(rep, rep, dat, dat if t_batched else rep, rep, dat), out_shardings=dat)
 
 
 def _pad_batch(mesh: Mesh, x, t):
@@ -305,9 +304,8 @@ def restore_batch(mesh: Mesh, model, params, schedule, x_t, t, key: jax.Array, *
                              f"{[leaf.shape for leaf in leaves]}")
         guide = type(guide)(*(pad_rows(leaf, data_size(mesh)) for leaf in leaves))
     fn = _sharded_restore_fn(mesh, model, int(num_steps), sampler, float(eta), t.ndim == 1, int(self_ensemble),
-                             guide is not None, int(guide_iters))
-    args = (params, schedule, x_t, t, key) + ((guide,) if guide is not None else ())
-    return to_host(fn(*args))[:b]
+                             int(guide_iters))
+    return to_host(fn(params, schedule, x_t, t, key, guide))[:b]
 
 
 def height_sharding(mesh: Mesh) -> NamedSharding:
@@ -317,12 +315,12 @@ def height_sharding(mesh: Mesh) -> NamedSharding:
 
 @functools.lru_cache(maxsize=None)
 def _spatial_restore_fn(mesh: Mesh, model, num_steps: int, sampler: str, eta: float, self_ensemble: int,
-                        guided: bool, guide_iters: int):
+                        guide_iters: int):
     from diffsr_jax import pipeline
 
     rows = height_sharding(mesh)
 
-    def fn(params, schedule, x_t, t, key, guide=None):
+    def fn(params, schedule, x_t, t, key, guide):  # guide: a Guide or None
         # A constraint, not an input sharding: it also splits heights that the device count does
         # not divide (XLA pads the last shard). The guide's projectors mix rows: left whole.
         x_t = jax.lax.with_sharding_constraint(x_t, rows)
@@ -331,7 +329,7 @@ def _spatial_restore_fn(mesh: Mesh, model, num_steps: int, sampler: str, eta: fl
         return jax.lax.with_sharding_constraint(out, rows)
 
     rep = replicated(mesh)
-    return jax.jit(fn, in_shardings=(rep,) * (6 if guided else 5), out_shardings=rep)
+    return jax.jit(fn, in_shardings=(rep,) * 6, out_shardings=rep)
 
 
 def restore_spatial(mesh: Mesh, model, params, schedule, x_t, t, key: jax.Array, *, num_steps: int,
@@ -346,10 +344,8 @@ def restore_spatial(mesh: Mesh, model, params, schedule, x_t, t, key: jax.Array,
     benchmarks/scaling.py). ``guide`` (optional) is replicated.
     Returns a numpy array (B, H, W, C) on every process.
     """
-    fn = _spatial_restore_fn(mesh, model, int(num_steps), sampler, float(eta), int(self_ensemble),
-                             guide is not None, int(guide_iters))
-    args = (params, schedule, np.asarray(x_t, np.float32), np.asarray(t, np.int32), key)
-    return to_host(fn(*args, *(() if guide is None else (guide,))))
+    fn = _spatial_restore_fn(mesh, model, int(num_steps), sampler, float(eta), int(self_ensemble), int(guide_iters))
+    return to_host(fn(params, schedule, np.asarray(x_t, np.float32), np.asarray(t, np.int32), key, guide))
 
 
 def diffsr_from_lr(mesh: Mesh, model, params, schedule, lr, t, key: jax.Array, *, out_hw: tuple[int, int],

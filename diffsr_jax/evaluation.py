@@ -201,6 +201,10 @@ def peer_unavailable_reason(model_dir: Optional[str]) -> Optional[str]:
         return "cv2 is not installed (pip install opencv-contrib-python-headless)"
     if not hasattr(cv2, "dnn_superres"):
         return "cv2.dnn_superres is missing (needs opencv-contrib-python-headless, not plain opencv)"
+    # OpenCV 5's dnn reads the peers' TensorFlow .pb files as ONNX and fails (seen with 5.1.0).
+    if int(cv2.__version__.split(".")[0]) >= 5:
+        return (f"OpenCV {cv2.__version__} cannot read the peers' TensorFlow .pb models "
+                "(pip install 'opencv-contrib-python-headless<5')")
     if not model_dir or not os.path.isdir(model_dir):
         return f"peer model folder not found: {model_dir}"
     return None

@@ -3,6 +3,8 @@ on tiny generated images with a tiny random Diff-SR model (never ../shared)."""
 
 import math
 import os
+import sys
+import types
 
 import numpy as np
 import pytest
@@ -217,3 +219,17 @@ def test_evaluate_py_refuses_a_bad_cpu_device_count():
 
     with pytest.raises(SystemExit, match="--cpu-devices"):
         evaluate.main(["--cpu-devices", "zero", "--no-table", "--ablations", "none"])
+
+
+@pytest.mark.parametrize("version, usable", [("4.14.0", True), ("5.1.0", False)])
+def test_peer_unavailable_reason_refuses_opencv_5(monkeypatch, tmp_path, version, usable):
+    # OpenCV 5 parses the peers' TensorFlow .pb files as ONNX and crashes mid-table: skip with a note.
+    fake_cv2 = types.ModuleType("cv2")
+    fake_cv2.__version__ = version
+    fake_cv2.dnn_superres = object()
+    monkeypatch.setitem(sys.modules, "cv2", fake_cv2)
+    reason = ev.peer_unavailable_reason(str(tmp_path))
+    if usable:
+        assert reason is None
+    else:
+        assert "OpenCV 5.1.0" in reason and "<5" in reason

@@ -518,7 +518,15 @@ def test_shipped_table_t_star_grows_with_scale():
     for mode, strictly in ((table, True), (table["modes"]["consistent"], False)):
         order = np.argsort(mode["scales"])
         t = np.asarray(mode["t"])[order]
-        assert np.all(np.diff(t) >= 0), mode["t"]
+        lpips = np.asarray(mode["metrics"]["lpips"])[order]
+        grid = list(mode["metrics_t"])
+        for i in np.flatnonzero(np.diff(t) < 0) + 1:
+            # t may only fall with scale where the pick chose between steps the calibration cannot
+            # tell apart: the step-70 800 plain table ships 4x at 0.01 T after 2.7x at 0.025 T, and
+            # at 4x those two differ by 0.0002 mean LPIPS (0.4086 vs 0.4088; the PSNR floor rules
+            # out more noise). A larger drop would mean a broken sweep or mis-ordered scales.
+            gap = abs(lpips[i, grid.index(t[i])] - lpips[i, grid.index(t[i - 1])])
+            assert gap < 1e-3, (mode["t"], i, gap)
         # Plain: more noise pays at larger scales. Consistent (measured): one t* can be best at every
         # scale (0.1 T for the step-7000 model, 0.2 T argmin for steps 16 000 and 21 700, which
         # ship 0.05 / 0.1 / 0.2 / 0.2 T by the lpips-psnr rule), so only monotonicity is required.

@@ -14,7 +14,9 @@ the t that minimises mean LPIPS + k·(the grid's best PSNR − PSNR) with k = 0.
 ``--pick psnr-floor --psnr-floor-from REF/prf.json`` ships instead, per scale, the lowest-LPIPS t
 whose mean PSNR is at least what the reference table ships (same protocol, same crops), less
 ``--psnr-floor-slack`` (0.02 dB): how a new checkpoint or step count is calibrated against the
-bundled one so that it gives back no fidelity.
+bundled one so that it gives back no fidelity. It is monotone in scale unless
+``--no-monotone-in-scale``: no scale ships less noise than a smaller one (picked from the smallest
+scale up), so a near-tie at one scale cannot make the table fall with scale.
 ``--repick prf.json`` re-derives the shipped t of an existing table from its stored measurements
 (no sweep; seconds). Refuses to overwrite an existing
 output unless --overwrite; writes atomically.
@@ -104,6 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="for --pick psnr-floor: a step whose mean PSNR is at most this far below the floor "
                          "still keeps it (default: diffsr_jax.prf.DEFAULT_PSNR_FLOOR_SLACK, 0.02 dB; with "
                          "--repick, the slack the table stores)")
+    ap.add_argument("--monotone-in-scale", action=argparse.BooleanOptionalAction, default=None,
+                    help="for --pick psnr-floor: pick scales from the smallest up, each among the steps no "
+                         "smaller than a smaller scale's pick, so the table never ships less noise at a larger "
+                         "scale (default: on; with --repick, what the table stores)")
     ap.add_argument("--repick", default=None, metavar="PRF_JSON",
                     help="run no sweep: re-derive the shipped t of an existing calibration table (both modes) "
                          "from the measurements it stores with --pick/--psnr-weight, and write it to --out "
@@ -144,7 +150,8 @@ def repick_file(args) -> int:
         reference = None
         if args.psnr_floor_from:
             reference = _read_reference(args.psnr_floor_from, table.get("calibration", {}), table["scales"])
-        table = prf.repick(table, args.pick, _psnr_weight(args), reference, args.psnr_floor_slack)
+        table = prf.repick(table, args.pick, _psnr_weight(args), reference, args.psnr_floor_slack,
+                           args.monotone_in_scale)
         if reference is not None:
             for mode in (table, *table.get("modes", {}).values()):
                 if mode.get("pick") == "psnr-floor":
@@ -231,6 +238,9 @@ def main(argv=None) -> int:
     if args.psnr_floor_slack is not None and (args.pick != "psnr-floor" or not 0 <= args.psnr_floor_slack < math.inf):
         print("error: --psnr-floor-slack needs --pick psnr-floor and a finite value >= 0", file=sys.stderr)
         return 2
+    if args.monotone_in_scale is not None and args.pick != "psnr-floor":
+        print("error: --[no-]monotone-in-scale needs --pick psnr-floor", file=sys.stderr)
+        return 2
     if args.pick == "psnr-floor" and not args.psnr_floor_from and not args.repick:
         # (--repick may re-use the floor a table stores.)
         print("error: --pick psnr-floor needs --psnr-floor-from PRF_JSON", file=sys.stderr)
@@ -315,6 +325,7 @@ def main(argv=None) -> int:
                                    degradation=args.degradation, pick=args.pick,
                                    psnr_weight=_psnr_weight(args), psnr_floor=psnr_floor,
                                    psnr_floor_slack=_psnr_floor_slack(args),
+                                   monotone_in_scale=args.pick == "psnr-floor" and args.monotone_in_scale is not False,
                                    sampler=args.sampler, mesh=mesh)
     table["calibration"] = {"checkpoint": os.path.relpath(os.path.abspath(args.checkpoint), REPO),
                             "checkpoint_step": model.meta.get("step"), **_protocol(args), "steps": args.steps,

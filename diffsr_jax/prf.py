@@ -720,24 +720,37 @@ def weighted_steps(t_values: Sequence[int], lpips_mean, psnr_mean, psnr_weight: 
 
 
 def floor_steps(t_values: Sequence[int], lpips_mean, psnr_mean, psnr_floor: Sequence[float],
-                decimals: int = 4, slack: float = 0.0) -> list[int]:
+                decimals: int = 4, slack: float = 0.0, scales: Optional[Sequence[float]] = None) -> list[int]:
     """Per scale, the grid step of lowest mean LPIPS among those whose mean PSNR is at least
     ``psnr_floor[scale] - slack`` (``lpips_mean``, ``psnr_mean``: (S, Tn)); LPIPS ties, after
     rounding to ``decimals``, go to the smaller t. Where no step reaches it: the highest mean PSNR
-    (the closest the sampler comes to the reference's fidelity)."""
+    (the closest the sampler comes to the reference's fidelity).
+
+    ``scales`` (the rows' scale factors), when given, makes the pick monotone in scale: scales are
+    picked from the smallest up, each among the steps no smaller than any smaller scale's pick. A
+    larger scale loses more of the image, so it never needs less noise (the PRF's premise); without
+    the constraint a near-tie at one scale (0.0002 mean LPIPS, step-70 800 model, plain 4×) can ship
+    less noise there than at the scale below."""
     t_values, lp, ps = _grid_means(t_values, lpips_mean, psnr_mean)
     floor = np.asarray(psnr_floor, np.float64).reshape(-1)
     if len(floor) != lp.shape[0] or not np.all(np.isfinite(floor)):
         raise ValueError(f"psnr_floor needs one finite value per scale ({lp.shape[0]}), got {psnr_floor}")
     if not 0.0 <= slack < np.inf:
         raise ValueError(f"the floor's slack must be a finite number of dB >= 0, got {slack}")
-    out = []
-    for lp_row, ps_row, f in zip(np.round(lp, decimals), ps, floor):
-        ok = ps_row >= f - slack
-        if not ok.any():
-            out.append(int(t_values[int(np.argmax(ps_row))]))
-            continue
-        out.append(int(t_values[int(np.argmin(np.where(ok, lp_row, np.inf)))]))
+    if scales is not None and len(scales) != lp.shape[0]:
+        raise ValueError(f"scales needs one value per row ({lp.shape[0]}), got {scales}")
+    order = range(lp.shape[0]) if scales is None else np.argsort(np.asarray(scales, np.float64), kind="stable")
+    lp_r = np.round(lp, decimals)
+    out, lowest = [0] * lp.shape[0], t_values[0]
+    for i in order:
+        allowed = t_values >= lowest if scales is not None else np.ones(len(t_values), bool)
+        ok = allowed & (ps[i] >= floor[i] - slack)
+        if ok.any():
+            j = int(np.argmin(np.where(ok, lp_r[i], np.inf)))
+        else:
+            j = int(np.argmax(np.where(allowed, ps[i], -np.inf)))
+        out[i] = int(t_values[j])
+        lowest = max(lowest, t_values[j])
     return out
 
 
@@ -762,14 +775,18 @@ def reference_floor(reference: dict, scales: Sequence[float]) -> list[float]:
 def picked_steps(t_best: Sequence[int], t_tied: Sequence[Sequence[int]], pick: str, *,
                  t_values=None, lpips_mean=None, psnr_mean=None,
                  psnr_weight: float = DEFAULT_PSNR_WEIGHT, psnr_floor: Optional[Sequence[float]] = None,
-                 psnr_floor_slack: float = DEFAULT_PSNR_FLOOR_SLACK) -> list[int]:
+                 psnr_floor_slack: float = DEFAULT_PSNR_FLOOR_SLACK,
+                 scales: Optional[Sequence[float]] = None) -> list[int]:
     """Per scale, the step that ships (see :data:`PICKS`): the argmin; the smallest step tied with
     it — one standard error is the resolution of the measurement, and within it less noise keeps
     more of the input; (``lpips-psnr``, which needs the grid ``t_values`` and the (S, Tn) means)
     the best LPIPS-for-PSNR trade at ``psnr_weight``; or (``psnr-floor``, which needs them and
-    ``psnr_floor``) the best LPIPS that keeps the floor's PSNR, to within ``psnr_floor_slack`` dB."""
+    ``psnr_floor``) the best LPIPS that keeps the floor's PSNR, to within ``psnr_floor_slack`` dB;
+    with ``scales``, never less noise at a larger scale (psnr-floor only; see :func:`floor_steps`)."""
     if pick not in PICKS:
         raise ValueError(f"pick must be one of {', '.join(PICKS)}")
+    if scales is not None and pick != "psnr-floor":
+        raise ValueError(f"the monotone-in-scale constraint is part of the psnr-floor pick, not {pick!r}")
     if pick == "argmin":
         return [int(t) for t in t_best]
     if pick == "one-se":
@@ -779,27 +796,34 @@ def picked_steps(t_best: Sequence[int], t_tied: Sequence[Sequence[int]], pick: s
     if pick == "psnr-floor":
         if psnr_floor is None:
             raise ValueError("pick 'psnr-floor' needs psnr_floor (see reference_floor)")
-        return floor_steps(t_values, lpips_mean, psnr_mean, psnr_floor, slack=psnr_floor_slack)
+        return floor_steps(t_values, lpips_mean, psnr_mean, psnr_floor, slack=psnr_floor_slack, scales=scales)
     return weighted_steps(t_values, lpips_mean, psnr_mean, psnr_weight)
 
 
 def _apply_pick(table: dict, pick: str, psnr_weight: float, psnr_floor: Optional[Sequence[float]] = None,
-                psnr_floor_slack: Optional[float] = None) -> dict:
+                psnr_floor_slack: Optional[float] = None, monotone: Optional[bool] = None) -> dict:
     """Sets the shipped steps of an empirical table (its t_best, t_tied, metrics, metrics_t and prf
     are the measurements) from ``pick``; returns the table. ``psnr-floor`` without ``psnr_floor``
     re-uses the floor the table stores; without ``psnr_floor_slack``, the slack it stores (0 for
-    tables written before the slack existed)."""
+    tables written before the slack existed); without ``monotone``, whether the table stores
+    "monotone_in_scale" (tables written before it existed are not; other picks ignore it)."""
     m = table["metrics"]
     floor_from = None
     if pick == "psnr-floor" and psnr_floor is None:   # the stored floor, and where it came from
         psnr_floor, floor_from = table.get("psnr_floor"), table.get("psnr_floor_from")
     if psnr_floor_slack is None:
         psnr_floor_slack = float(table.get("psnr_floor_slack", 0.0))
+    if monotone is None:
+        monotone = pick == "psnr-floor" and bool(table.get("monotone_in_scale", False))
+    if monotone and pick != "psnr-floor":
+        raise ValueError(f"the monotone-in-scale constraint is part of the psnr-floor pick, not {pick!r}")
     shipped = picked_steps(table["t_best"], table["t_tied"], pick, t_values=table["metrics_t"],
                            lpips_mean=m["lpips"], psnr_mean=m["psnr"], psnr_weight=psnr_weight,
-                           psnr_floor=psnr_floor, psnr_floor_slack=psnr_floor_slack)
+                           psnr_floor=psnr_floor, psnr_floor_slack=psnr_floor_slack,
+                           scales=table["scales"] if monotone else None)
     table["pick"], table["pick_text"] = pick, PICKS[pick]
-    for key in ("psnr_weight", "psnr_floor", "psnr_floor_slack", "psnr_floor_from"):  # what the last pick kept
+    for key in ("psnr_weight", "psnr_floor", "psnr_floor_slack", "psnr_floor_from",
+                "monotone_in_scale"):  # what the last pick kept
         table.pop(key, None)
     if pick == "lpips-psnr":
         table["psnr_weight"] = float(psnr_weight)
@@ -808,19 +832,23 @@ def _apply_pick(table: dict, pick: str, psnr_weight: float, psnr_floor: Optional
         table["psnr_floor_slack"] = float(psnr_floor_slack)
         if floor_from is not None:
             table["psnr_floor_from"] = floor_from
+        if monotone:
+            table["monotone_in_scale"] = True
     table["t"] = shipped
     table["noise_fraction"] = [t / table["T"] for t in shipped]
     return table
 
 
 def repick(table: dict, pick: str, psnr_weight: float = DEFAULT_PSNR_WEIGHT,
-           reference: Optional[dict] = None, psnr_floor_slack: Optional[float] = None) -> dict:
+           reference: Optional[dict] = None, psnr_floor_slack: Optional[float] = None,
+           monotone: Optional[bool] = None) -> dict:
     """A copy of a calibration table (what calibrate.py writes; both modes) whose shipped steps
     follow ``pick``, re-derived from the measurements it stores: no sweep is run. A mode of the
     analytic rule carries no sweep and is left as it is; a table with no empirical mode is refused.
     ``psnr-floor`` takes each mode's floor from the same mode of ``reference`` (a prf.json), or,
     without one, from the floor the table stores; ``psnr_floor_slack`` (dB) defaults to the slack
-    each mode stores (0 where it stores none, as tables did before the slack existed)."""
+    each mode stores (0 where it stores none, as tables did before the slack existed); ``monotone``
+    (psnr-floor: never less noise at a larger scale) defaults to what each mode stores."""
     out = copy.deepcopy(table)
     modes = [(None, out), *out.get("modes", {}).items()]
     empirical = [(name, t) for name, t in modes if t.get("rule") == "empirical-lpips" and "metrics" in t]
@@ -836,7 +864,7 @@ def repick(table: dict, pick: str, psnr_weight: float = DEFAULT_PSNR_WEIGHT,
             floor = reference_floor(ref, t["scales"])
         elif pick == "psnr-floor" and "psnr_floor" not in t:
             raise ValueError("pick 'psnr-floor' needs a reference table (the table stores no floor)")
-        _apply_pick(t, pick, psnr_weight, floor, psnr_floor_slack)
+        _apply_pick(t, pick, psnr_weight, floor, psnr_floor_slack, monotone)
     return out
 
 
@@ -849,7 +877,8 @@ def calibrate(model, params, schedule: Schedule, hr_images, scales: Sequence[flo
               variance: str = "ddpm", chunk: int = 16, sweep_options: Optional[dict] = None,
               tolerance: float = 0.0, degradation: str = "jax", pick: str = "lpips-psnr",
               psnr_weight: float = DEFAULT_PSNR_WEIGHT, psnr_floor: Optional[Sequence[float]] = None,
-              psnr_floor_slack: float = DEFAULT_PSNR_FLOOR_SLACK, sampler: str = "ddim", mesh=None):
+              psnr_floor_slack: float = DEFAULT_PSNR_FLOOR_SLACK, monotone_in_scale: bool = False,
+              sampler: str = "ddim", mesh=None):
     """→ (table, AnalyticResult, SweepResult or None). The table holds what ``api`` reads ("scales",
     "noise_fraction" = t*/T) plus "t", "prf" (inclusive step intervals per scale, null when empty),
     the rule and the analytic curves' summary (always computed: it costs ~T/25 forward passes).
@@ -861,7 +890,8 @@ def calibrate(model, params, schedule: Schedule, hr_images, scales: Sequence[flo
     with ``tolerance``, its pick) is kept as "t_best" and the steps tied with it as "t_tied";
     ``psnr_weight`` is the exchange rate of the ``lpips-psnr`` pick, ``psnr_floor`` (per scale) the
     floor of the ``psnr-floor`` pick (see :func:`reference_floor`) and ``psnr_floor_slack`` how far
-    below it (dB) a step still keeps it. ``sampler``: the reverse
+    below it (dB) a step still keeps it; ``monotone_in_scale`` (psnr-floor only) ships no less noise
+    at a larger scale than at a smaller one (see :func:`floor_steps`). ``sampler``: the reverse
     sampler the sweep runs (a name of diffsr_jax.samplers.SAMPLERS), as inference will. ``mesh``: a
     device mesh (:func:`diffsr_jax.sharding.make_mesh`) to split the sweep's grid over
     (:func:`diffsr_jax.sharding.sweep`; the same table up to float rounding); None = one device."""
@@ -909,7 +939,7 @@ def calibrate(model, params, schedule: Schedule, hr_images, scales: Sequence[flo
         table["metrics"] = {name: [[round(float(v), 5) for v in row] for row in sw.mean(name)] for name in METRICS}
         table["metrics_t"] = [int(t) for t in sw.t]
         # The pick reads the stored (rounded) means, so `repick` of this table reproduces it.
-        shipped = _apply_pick(table, pick, psnr_weight, psnr_floor, psnr_floor_slack)["t"]
+        shipped = _apply_pick(table, pick, psnr_weight, psnr_floor, psnr_floor_slack, monotone_in_scale)["t"]
         chosen = [(t, _jsonable_intervals(f["prf"])) for f, t in zip(fields, shipped)]
     table["t"] = [t for t, _ in chosen]
     table["noise_fraction"] = [t / T for t, _ in chosen]

@@ -303,6 +303,31 @@ def test_psnr_floor_pick_buys_the_best_lpips_that_keeps_the_reference_psnr():
         prf.floor_steps(t, lp, ps, [29.0, float("nan")])
 
 
+def test_psnr_floor_pick_monotone_in_scale_never_ships_less_noise_at_a_larger_scale():
+    t = [0, 25, 50, 100, 200]
+    lp = [[0.20, 0.12, 0.10, 0.08, 0.07],
+          [0.40, 0.30, 0.30, 0.25, 0.22]]
+    ps = [[30.0, 29.8, 29.5, 29.0, 28.0],
+          [25.0, 24.9, 24.9, 24.5, 24.0]]
+    # Unconstrained, the larger scale (row 1) takes t = 25 below the smaller's 50 (an LPIPS tie);
+    # monotone, it picks among t >= 50, where 50 keeps its floor.
+    assert prf.floor_steps(t, lp, ps, [29.52, 24.9], slack=0.02) == [50, 25]
+    assert prf.floor_steps(t, lp, ps, [29.52, 24.9], slack=0.02, scales=[2.0, 4.0]) == [50, 50]
+    # Rows in any order: the scales, not the row order, say which is larger (row 0 is 4x here, and
+    # 50 at 4x after 25 at 2x is already monotone).
+    assert prf.floor_steps(t, lp, ps, [29.52, 24.9], slack=0.02, scales=[4.0, 2.0]) == [50, 25]
+    # No allowed step keeps the floor: the highest PSNR among the allowed ones, not t = 0.
+    assert prf.floor_steps(t, lp, ps, [29.4, 25.5]) == [50, 0]
+    assert prf.floor_steps(t, lp, ps, [29.4, 25.5], scales=[2.0, 4.0]) == [50, 50]
+    assert prf.picked_steps([200, 200], [[200], [200]], "psnr-floor", t_values=t, lpips_mean=lp, psnr_mean=ps,
+                            psnr_floor=[29.4, 25.5], scales=[2.0, 4.0]) == [50, 50]
+    with pytest.raises(ValueError, match="one value per row"):
+        prf.floor_steps(t, lp, ps, [29.4, 25.5], scales=[2.0])
+    with pytest.raises(ValueError, match="psnr-floor"):
+        prf.picked_steps([200, 200], [[200], [200]], "lpips-psnr", t_values=t, lpips_mean=lp, psnr_mean=ps,
+                         scales=[2.0, 4.0])
+
+
 def test_reference_floor_is_the_psnr_the_reference_ships():
     from diffsr_jax import api
 
@@ -475,9 +500,10 @@ def test_calibrate_psnr_floor_pick_reads_a_reference_of_the_same_protocol(tiny_m
         assert mode["pick"] == "psnr-floor" and mode["psnr_floor_from"].endswith("ref.json")
         assert mode["psnr_floor"] == pytest.approx(prf.reference_floor(r, [2.0, 4.0]), abs=1e-5)
         m = mode["metrics"]
-        assert mode["psnr_floor_slack"] == prf.DEFAULT_PSNR_FLOOR_SLACK
+        assert mode["psnr_floor_slack"] == prf.DEFAULT_PSNR_FLOOR_SLACK and mode["monotone_in_scale"] is True
         assert mode["t"] == prf.floor_steps(mode["metrics_t"], m["lpips"], m["psnr"], mode["psnr_floor"],
-                                            slack=mode["psnr_floor_slack"])
+                                            slack=mode["psnr_floor_slack"], scales=mode["scales"])
+        assert mode["t"] == sorted(mode["t"])                           # scales 2, 4: never less noise at 4x
     # --repick keeps the stored floor (and its source) or takes a new reference's.
     assert calibrate.main(["--repick", out, "--pick", "psnr-floor", "--out", str(tmp_path / "a.json")]) == 0
     assert json.load(open(tmp_path / "a.json")) == table
@@ -494,8 +520,18 @@ def test_calibrate_psnr_floor_pick_reads_a_reference_of_the_same_protocol(tiny_m
     wide = json.load(open(tmp_path / "c.json"))
     for mode in (wide, wide["modes"]["consistent"]):
         m = mode["metrics"]
-        assert mode["psnr_floor_slack"] == 100.0 and mode["t"] == [int(mode["metrics_t"][i]) for i in
-                                                                   np.argmin(np.round(m["lpips"], 4), axis=1)]
+        assert mode["psnr_floor_slack"] == 100.0 and mode["t"] == prf.floor_steps(
+            mode["metrics_t"], m["lpips"], m["psnr"], [0.0, 0.0], scales=mode["scales"])
+    # Unconstrained (--no-monotone-in-scale): each scale's LPIPS argmin; the stored flag goes.
+    assert calibrate.main(["--repick", out, "--pick", "psnr-floor", "--psnr-floor-slack", "100",
+                           "--no-monotone-in-scale", "--out", str(tmp_path / "d.json")]) == 0
+    free = json.load(open(tmp_path / "d.json"))
+    for mode in (free, free["modes"]["consistent"]):
+        m = mode["metrics"]
+        assert "monotone_in_scale" not in mode and mode["t"] == [int(mode["metrics_t"][i]) for i in
+                                                                 np.argmin(np.round(m["lpips"], 4), axis=1)]
+    assert calibrate.main(["--repick", out, "--pick", "one-se", "--monotone-in-scale",
+                           "--out", str(tmp_path / "e.json")]) == 2             # psnr-floor's only
 
 
 def test_calibrate_default_steps_keep_the_checkpoints_current_table(tmp_path):
@@ -527,6 +563,7 @@ def test_shipped_table_t_star_grows_with_scale():
             # out more noise). A larger drop would mean a broken sweep or mis-ordered scales.
             gap = abs(lpips[i, grid.index(t[i])] - lpips[i, grid.index(t[i - 1])])
             assert gap < 1e-3, (mode["t"], i, gap)
+            assert not mode.get("monotone_in_scale"), mode["t"]   # a monotone pick never falls
         # Plain: more noise pays at larger scales. Consistent (measured): one t* can be best at every
         # scale (0.1 T for the step-7000 model, 0.2 T argmin for steps 16 000 and 21 700, which
         # ship 0.05 / 0.1 / 0.2 / 0.2 T by the lpips-psnr rule), so only monotonicity (up to the ties

@@ -276,12 +276,16 @@ def test_lpips_psnr_pick_trades_lpips_for_psnr_at_its_exchange_rate():
         prf.weighted_steps(t[::-1], lp, ps, 0.01)
 
 
+# A two-scale sweep of the psnr-floor pick's tests: t grid, mean LPIPS and mean PSNR per (scale, t).
+FLOOR_T = [0, 25, 50, 100, 200]
+FLOOR_LPIPS = [[0.20, 0.12, 0.10, 0.08, 0.07],
+               [0.40, 0.30, 0.30, 0.25, 0.22]]
+FLOOR_PSNR = [[30.0, 29.8, 29.5, 29.0, 28.0],
+              [25.0, 24.9, 24.9, 24.5, 24.0]]
+
+
 def test_psnr_floor_pick_buys_the_best_lpips_that_keeps_the_reference_psnr():
-    t = [0, 25, 50, 100, 200]
-    lp = [[0.20, 0.12, 0.10, 0.08, 0.07],
-          [0.40, 0.30, 0.30, 0.25, 0.22]]
-    ps = [[30.0, 29.8, 29.5, 29.0, 28.0],
-          [25.0, 24.9, 24.9, 24.5, 24.0]]
+    t, lp, ps = FLOOR_T, FLOOR_LPIPS, FLOOR_PSNR
     # Scale 0: steps with PSNR >= 29.4 are 0, 25, 50 → the LPIPS-best of them, 50. Scale 1: the floor
     # is above every step → the highest PSNR (t = 0: no noise rather than a loss of fidelity).
     assert prf.floor_steps(t, lp, ps, [29.4, 25.5]) == [50, 0]
@@ -304,11 +308,7 @@ def test_psnr_floor_pick_buys_the_best_lpips_that_keeps_the_reference_psnr():
 
 
 def test_psnr_floor_pick_monotone_in_scale_never_ships_less_noise_at_a_larger_scale():
-    t = [0, 25, 50, 100, 200]
-    lp = [[0.20, 0.12, 0.10, 0.08, 0.07],
-          [0.40, 0.30, 0.30, 0.25, 0.22]]
-    ps = [[30.0, 29.8, 29.5, 29.0, 28.0],
-          [25.0, 24.9, 24.9, 24.5, 24.0]]
+    t, lp, ps = FLOOR_T, FLOOR_LPIPS, FLOOR_PSNR
     # Unconstrained, the larger scale (row 1) takes t = 25 below the smaller's 50 (an LPIPS tie);
     # monotone, it picks among t >= 50, where 50 keeps its floor.
     assert prf.floor_steps(t, lp, ps, [29.52, 24.9], slack=0.02) == [50, 25]

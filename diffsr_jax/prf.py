@@ -741,16 +741,17 @@ def floor_steps(t_values: Sequence[int], lpips_mean, psnr_mean, psnr_floor: Sequ
         raise ValueError(f"scales needs one value per row ({lp.shape[0]}), got {scales}")
     order = range(lp.shape[0]) if scales is None else np.argsort(np.asarray(scales, np.float64), kind="stable")
     lp_r = np.round(lp, decimals)
-    out, lowest = [0] * lp.shape[0], t_values[0]
+    out, lowest = [0] * lp.shape[0], t_values[0]   # without scales, `lowest` stays the whole grid
     for i in order:
-        allowed = t_values >= lowest if scales is not None else np.ones(len(t_values), bool)
+        allowed = t_values >= lowest
         ok = allowed & (ps[i] >= floor[i] - slack)
         if ok.any():
             j = int(np.argmin(np.where(ok, lp_r[i], np.inf)))
         else:
             j = int(np.argmax(np.where(allowed, ps[i], -np.inf)))
         out[i] = int(t_values[j])
-        lowest = max(lowest, t_values[j])
+        if scales is not None:
+            lowest = t_values[j]
     return out
 
 
@@ -815,8 +816,6 @@ def _apply_pick(table: dict, pick: str, psnr_weight: float, psnr_floor: Optional
         psnr_floor_slack = float(table.get("psnr_floor_slack", 0.0))
     if monotone is None:
         monotone = pick == "psnr-floor" and bool(table.get("monotone_in_scale", False))
-    if monotone and pick != "psnr-floor":
-        raise ValueError(f"the monotone-in-scale constraint is part of the psnr-floor pick, not {pick!r}")
     shipped = picked_steps(table["t_best"], table["t_tied"], pick, t_values=table["metrics_t"],
                            lpips_mean=m["lpips"], psnr_mean=m["psnr"], psnr_weight=psnr_weight,
                            psnr_floor=psnr_floor, psnr_floor_slack=psnr_floor_slack,

@@ -11,10 +11,12 @@
 # calibration), denoise_quality.{md,jsonl}, table1/. About 17 min (5 steps; 2026-11-29) on 2 CPU cores with nothing else
 # running (pause a training run beside it: `pkill -STOP -f train.py`, then `pkill -CONT -f train.py`).
 # UPTO=yardstick or UPTO=calibration stops after that stage (default: all three). STEPS=N calibrates
-# for N DDIM steps (default: the bundled table's calibration.steps).
+# for N DDIM steps (default: the bundled table's calibration.steps); T_GRID="0.01 0.025 ..." on that
+# grid of t/T (default: the bundled table's calibration.t_grid, so a candidate is swept where the
+# bundled model was).
 set -euo pipefail
 if [ $# -lt 2 ]; then
-  sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 fi
 workdir=$(realpath -m "$1") out=$(realpath -m "$2") config=$(realpath -m "${3:-configs/cpu.py}")
@@ -31,7 +33,9 @@ if [ -e "$out" ]; then echo "error: $out exists; pick a new folder" >&2; exit 2;
 bundled=diffsr_jax/assets/default_model/prf.json
 steps=${STEPS:-$("$py" -c "import json; print(json.load(open('$bundled'))['calibration']['steps'])")}
 if [ "$upto" != yardstick ]; then
-  floor=(--steps "$steps" --pick psnr-floor --psnr-floor-from "$bundled")
+  grid=${T_GRID:-$("$py" -c "import json; print(*[f for f in json.load(open('$bundled'))['calibration']['t_grid'] if f > 0])")}
+  # shellcheck disable=SC2086  # the grid is a list of numbers, split on purpose
+  floor=(--steps "$steps" --t-grid $grid --pick psnr-floor --psnr-floor-from "$bundled")
   "$py" calibrate.py --checkpoint "$out" "${floor[@]}"
   "$py" calibrate.py --checkpoint "$out" "${floor[@]}" --consistency 1
 fi

@@ -8,15 +8,16 @@
 #   scripts/candidate.sh WORKDIR OUT [CONFIG]      # e.g. scripts/candidate.sh runs/cpu2 runs/cand_4000
 #
 # OUT must not exist. Everything lands in OUT: params/ + model.json (the export), prf.json (the
-# calibration), denoise_quality.{md,jsonl}, table1/. About 17 min (5 steps; 2026-11-29) on 2 CPU cores with nothing else
-# running (pause a training run beside it: `pkill -STOP -f train.py`, then `pkill -CONT -f train.py`).
+# calibration), denoise_quality.{md,jsonl}, table1/. About 17 min (5 steps, the 8-point grid; 2026-11-29) on 2 CPU
+# cores with nothing else running; the 11-point grid of the step-86 800 table adds ≈ 10 min (2026-12-06)
+# (pause a training run beside it: `pkill -STOP -f train.py`, then `pkill -CONT -f train.py`).
 # UPTO=yardstick or UPTO=calibration stops after that stage (default: all three). STEPS=N calibrates
 # for N DDIM steps (default: the bundled table's calibration.steps); T_GRID="0.01 0.025 ..." on that
 # grid of t/T (default: the bundled table's calibration.t_grid, so a candidate is swept where the
 # bundled model was).
 set -euo pipefail
 if [ $# -lt 2 ]; then
-  sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 fi
 workdir=$(realpath -m "$1") out=$(realpath -m "$2") config=$(realpath -m "${3:-configs/cpu.py}")

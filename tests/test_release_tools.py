@@ -90,3 +90,16 @@ def test_readme_table_matches_the_shipped_table1_and_noise_table():
         readme = f.read()
     missing = [r for r in rows if r not in readme]
     assert not missing, "README.md's results table is out of step with table1.csv/prf.json:\n" + "\n".join(missing)
+
+
+def test_the_bundled_table_stores_the_grid_candidates_are_swept_on():
+    # scripts/candidate.sh reads calibration.t_grid to sweep a candidate where the bundled model was
+    # swept, so the stored grid must be the one each mode's stored measurements were taken on.
+    import json
+
+    with open(os.path.join(REPO, "diffsr_jax", "assets", "default_model", "prf.json")) as f:
+        table = json.load(f)
+    for mode in (table, table["modes"]["consistent"]):
+        grid = mode["calibration"]["t_grid"]
+        assert grid[0] == 0.0 and grid == sorted(grid) and len(grid) > 2
+        assert [round(fraction * table["T"]) for fraction in grid] == mode["metrics_t"]

@@ -17,7 +17,8 @@
 # bundled model was).
 set -euo pipefail
 if [ $# -lt 2 ]; then
-  sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2
+  # the header comment, whatever its length (a fixed line range went stale whenever it grew)
+  awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0" >&2
   exit 2
 fi
 workdir=$(realpath -m "$1") out=$(realpath -m "$2") config=$(realpath -m "${3:-configs/cpu.py}")

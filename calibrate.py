@@ -3,36 +3,30 @@
     python calibrate.py --checkpoint DIR --overwrite --plots benchmarks/results/prf_plots   # plain
     python calibrate.py --checkpoint DIR --overwrite --consistency 1                       # consistent
 
-(≈ 6 min each at 5 steps for the default 16 images on 2 CPU cores with nothing else running and
-the sweep split over one CPU device per core, 2026-11-29; 7.5 min at 2 steps beside a training run
-before.)
+(benchmarks/results/prf_sweep.txt gives the sweep's speed.)
 
-Rules (see diffsr_jax/prf.py): ``empirical-lpips`` restores a scale × t × image grid in one
-compiled call, measures mean LPIPS and PSNR per cell and ships, by default (``--pick lpips-psnr``),
-the t that minimises mean LPIPS + k·(the grid's best PSNR − PSNR) with k = 0.012 LPIPS per dB;
-``analytic`` uses the paper's Perceptual Recoverable Field (signature and fidelity losses).
-``--pick psnr-floor --psnr-floor-from REF/prf.json`` ships instead, per scale, the lowest-LPIPS t
-whose mean PSNR is at least what the reference table ships (same protocol, same crops), less
-``--psnr-floor-slack`` (0.02 dB): how a new checkpoint or step count is calibrated against the
-bundled one so that it gives back no fidelity. It is monotone in scale unless
-``--no-monotone-in-scale``: no scale ships less noise than a smaller one (picked from the smallest
-scale up), so a near-tie at one scale cannot make the table fall with scale.
-``--repick prf.json`` re-derives the shipped t of an existing table from its stored measurements
-(no sweep; seconds). Refuses to overwrite an existing
-output unless --overwrite; writes atomically.
+Rules (diffsr_jax/calibration.py): ``empirical-lpips`` restores a scale × t × image grid in one
+compiled call (diffsr_jax/sweep.py), measures mean LPIPS and PSNR per cell and ships, by default
+(``--pick lpips-psnr``), the t that minimises mean LPIPS + k·(the grid's best PSNR − PSNR) with
+k = 0.012 LPIPS per dB; ``analytic`` uses the paper's Perceptual Recoverable Field (signature and
+fidelity losses, diffsr_jax/prf.py). ``--pick psnr-floor --psnr-floor-from REF/prf.json`` ships
+instead, per scale, the lowest-LPIPS t whose mean PSNR is at least what the reference table ships
+(same protocol, same crops), less ``--psnr-floor-slack`` (0.02 dB): how a new checkpoint or step
+count is calibrated against the bundled one so that it gives back no fidelity. It is monotone in
+scale unless ``--no-monotone-in-scale``: no scale ships less noise than a smaller one (picked from
+the smallest scale up), so a near-tie at one scale cannot make the table fall with scale.
+``--pick one-se`` ships the smallest step within one paired standard error of the LPIPS argmin
+(the one-standard-error rule), ``--pick argmin`` the argmin. ``--repick prf.json`` re-derives the
+shipped t of an existing table from its stored measurements (no sweep; seconds). Refuses to
+overwrite an existing output unless --overwrite; writes atomically.
 
 The defaults are the evaluation protocol applied to training photos: 16 photos pooled from CBSD68
 and CSun_Hays80, each framed as Table 1 frames its images (centre square resized to 256², 8-bit)
 and degraded as Table 1 degrades them (PIL bicubic on 8-bit RGB), restored with the inference
-step count and sampler (the checkpoint's current table's: 5 DDIM steps for the bundled model).
-Which photos are used matters far more than how the LR is made: with the step-7000 model and the same 8 crops, JAX-float vs PIL-8-bit LR changed no t*, while 8 other
-photos moved the consistent mode's t* from 0.1·T to 0.025–0.05·T (README "Choosing the noise
-level"). The output lists, per scale, the LPIPS argmin and the grid steps the calibration images
-cannot tell apart from it (within one paired standard error). ``--pick one-se`` ships the smallest
-of those (the one-standard-error rule, the default until 2026-11-28: it ships the same table for
-the bundled model, but LPIPS alone drifts to more noise as the denoiser improves; README "Choosing
-the noise level"), ``--pick argmin`` the argmin. ``--framing crop --degradation jax --data CBSD68
---images 8 --pick argmin`` is the earlier protocol.
+step count and sampler (those of the checkpoint's current table). Which photos are used matters
+more than how the LR is made: calibrate with the framing the images will be used at. The output
+lists, per scale, the LPIPS argmin and the grid steps the calibration images cannot tell apart
+from it (within one paired standard error).
 
 ``--consistency λ`` calibrates the data-consistent mode instead (a consistent run tolerates a
 larger t): its table is stored under ``"modes": {"consistent": ...}`` of the existing prf.json,
@@ -45,9 +39,9 @@ import json
 import math
 import os
 import sys
-import tempfile
 
-from diffsr_jax.defaults import DEFAULT_SAMPLER, DEFAULT_STEPS, EVALUATION_SETS, SAMPLERS  # no JAX: --help stays instant
+from diffsr_jax import noise_table  # no JAX: --help and refusals stay instant
+from diffsr_jax.defaults import DEFAULT_SAMPLER, DEFAULT_STEPS, EVALUATION_SETS, SAMPLERS
 
 REPO = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_DATA = [os.path.join(REPO, "..", "shared", "data", name) for name in ("CBSD68", "CSun_Hays80")]
@@ -83,8 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--chunk", type=int, default=16, help="grid cells per compiled chunk (per device)")
     ap.add_argument("--cpu-devices", default="auto", metavar="auto|N",
                     help="on a CPU-only machine, split the sweep's grid over this many XLA CPU devices: "
-                         "'auto' = one per core (1.15x faster sweep of 256² crops on 2 cores than one "
-                         "device), 1 = JAX's default; the table is the same up to float rounding")
+                         "'auto' = one per core, 1 = JAX's default; the table is the same up to float rounding")
     ap.add_argument("--consistency", type=float, default=0.0, metavar="λ",
                     help="calibrate the data-consistent mode with this strength (stored under modes.consistent)")
     ap.add_argument("--lift", choices=("pinv", "bicubic"), default="pinv", help="lift of the consistent mode")
@@ -96,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "paired standard error of the LPIPS argmin (the one-standard-error rule); "
                          "argmin: the LPIPS argmin itself (argmin and tied steps are always stored)")
     ap.add_argument("--psnr-weight", type=float, default=None, metavar="k",
-                    help="LPIPS per dB of PSNR for --pick lpips-psnr (default: diffsr_jax.prf.DEFAULT_PSNR_WEIGHT, "
+                    help="LPIPS per dB of PSNR for --pick lpips-psnr (default: diffsr_jax.calibration.DEFAULT_PSNR_WEIGHT, "
                          "0.012)")
     ap.add_argument("--psnr-floor-from", default=None, metavar="PRF_JSON",
                     help="for --pick psnr-floor: the reference calibration (e.g. the bundled model's prf.json), "
@@ -104,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "its shipped mean PSNR per scale, same mode, is the floor")
     ap.add_argument("--psnr-floor-slack", type=float, default=None, metavar="DB",
                     help="for --pick psnr-floor: a step whose mean PSNR is at most this far below the floor "
-                         "still keeps it (default: diffsr_jax.prf.DEFAULT_PSNR_FLOOR_SLACK, 0.02 dB; with "
+                         "still keeps it (default: diffsr_jax.calibration.DEFAULT_PSNR_FLOOR_SLACK, 0.02 dB; with "
                          "--repick, the slack the table stores)")
     ap.add_argument("--monotone-in-scale", action=argparse.BooleanOptionalAction, default=None,
                     help="for --pick psnr-floor: pick scales from the smallest up, each among the steps no "
@@ -123,22 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def write_json_atomic(path: str, obj: dict) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".prf-", suffix=".json", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def repick_file(args) -> int:
-    from diffsr_jax import prf
+    from diffsr_jax import calibration
 
     out = args.out or args.repick
     if os.path.exists(out) and not args.overwrite:
@@ -150,7 +129,7 @@ def repick_file(args) -> int:
         reference = None
         if args.psnr_floor_from:
             reference = _read_reference(args.psnr_floor_from, table.get("calibration", {}), table["scales"])
-        table = prf.repick(table, args.pick, _psnr_weight(args), reference, args.psnr_floor_slack,
+        table = calibration.repick(table, args.pick, _psnr_weight(args), reference, args.psnr_floor_slack,
                            args.monotone_in_scale)
         if reference is not None:
             for mode in (table, *table.get("modes", {}).values()):
@@ -159,7 +138,7 @@ def repick_file(args) -> int:
     except (OSError, ValueError, KeyError) as e:
         print(f"error: cannot re-pick {args.repick}: {e!r}", file=sys.stderr)
         return 2
-    write_json_atomic(out, table)
+    noise_table.write_atomic(out, table)
     for name, t in (("plain", table), *table.get("modes", {}).items()):
         print(f"{name}: t = {t['t']} at scales {t['scales']} ({t.get('pick', t['rule'])})")
     print(f"wrote {out}")
@@ -187,27 +166,14 @@ def _read_reference(path: str, protocol: dict, scales) -> dict:
     return reference
 
 
-def _current_calibration(checkpoint: str, consistent: bool = False) -> dict:
-    """The "calibration" record of the checkpoint's current prf.json for a mode ({} without one),
-    read the way api.noise_table_for reads the table (kept JAX-free: --help and refusals stay instant)."""
-    try:
-        with open(os.path.join(checkpoint, "prf.json")) as f:
-            table = json.load(f)
-        if consistent:
-            table = table.get("modes", {}).get("consistent", table)
-        cal = table.get("calibration", {})
-        return cal if isinstance(cal, dict) else {}
-    except (OSError, ValueError, AttributeError):
-        return {}
-
-
 def _current_steps(checkpoint: str, consistent: bool = False) -> int:
     """The step count the checkpoint's noise table was calibrated with (what inference runs by
     default), so re-calibrating it keeps it; DEFAULT_STEPS without a table."""
-    try:
-        return int(_current_calibration(checkpoint, consistent)["steps"])
-    except (KeyError, ValueError, TypeError):
-        return DEFAULT_STEPS
+    return noise_table.calibrated_steps(noise_table.current_calibration(checkpoint, consistent))
+
+
+def _current_sampler(checkpoint: str, consistent: bool = False) -> str:
+    return noise_table.calibrated_sampler(noise_table.current_calibration(checkpoint, consistent))
 
 
 def _protocol(args) -> dict:
@@ -216,13 +182,13 @@ def _protocol(args) -> dict:
 
 
 def _psnr_weight(args) -> float:
-    from diffsr_jax.prf import DEFAULT_PSNR_WEIGHT  # numpy + JAX: imported only when needed
+    from diffsr_jax.calibration import DEFAULT_PSNR_WEIGHT  # JAX: imported only when needed
 
     return DEFAULT_PSNR_WEIGHT if args.psnr_weight is None else args.psnr_weight
 
 
 def _psnr_floor_slack(args) -> float:
-    from diffsr_jax.prf import DEFAULT_PSNR_FLOOR_SLACK
+    from diffsr_jax.calibration import DEFAULT_PSNR_FLOOR_SLACK
 
     return DEFAULT_PSNR_FLOOR_SLACK if args.psnr_floor_slack is None else args.psnr_floor_slack
 
@@ -288,7 +254,7 @@ def main(argv=None) -> int:
                 raise ValueError(f"{args.psnr_floor_from} has no consistent table")
             if consistent and ref_mode.get("options") != dict(consistency=args.consistency, lift=args.lift):
                 raise ValueError(f"{args.psnr_floor_from}'s consistent table has options {ref_mode.get('options')}")
-            from diffsr_jax.prf import reference_floor
+            from diffsr_jax.calibration import reference_floor
 
             psnr_floor = reference_floor(ref_mode, args.scales)
         except (OSError, ValueError, KeyError) as e:
@@ -298,7 +264,7 @@ def main(argv=None) -> int:
     if args.steps is None:
         args.steps = _current_steps(args.checkpoint, consistent)
     if args.sampler is None:
-        args.sampler = _current_calibration(args.checkpoint, consistent).get("sampler", DEFAULT_SAMPLER)
+        args.sampler = _current_sampler(args.checkpoint, consistent)
     if args.steps < 1:
         print("error: --steps must be >= 1", file=sys.stderr)
         return 2
@@ -306,19 +272,19 @@ def main(argv=None) -> int:
     from diffsr_jax import sharding
 
     try:  # before anything touches a device
-        sharding.use_cpu_devices(sharding.cpu_device_count(args.cpu_devices), strict=False)
+        sharding.setup_cpu_devices(args.cpu_devices)
     except ValueError as e:
         print(f"error: --cpu-devices: {e}", file=sys.stderr)
         return 2
-    from diffsr_jax import api, prf
+    from diffsr_jax import api, calibration, prf, sweep
 
     model = api.load_model(args.checkpoint)
     mesh = sharding.make_mesh()
     if mesh.devices.size > 1:
         print(f"sweep split over {mesh.devices.size} {mesh.devices.flat[0].platform} devices", file=sys.stderr)
-    hr = prf.load_crops(args.data, args.images, args.crop, args.seed, framing=args.framing)
+    hr = calibration.load_crops(args.data, args.images, args.crop, args.seed, framing=args.framing)
     options = dict(consistency=args.consistency, lift=args.lift) if consistent else None
-    table, ana, sw = prf.calibrate(model.model, model.params, model.schedule, hr, args.scales, rule=args.rule,
+    table, ana, sw = calibration.calibrate(model.model, model.params, model.schedule, hr, args.scales, rule=args.rule,
                                    t_fractions=[0.0, *args.t_grid], num_steps=args.steps, seed=args.seed,
                                    omega=args.omega, variance=args.variance, chunk=args.chunk,
                                    sweep_options=options, tolerance=args.tolerance,
@@ -336,14 +302,14 @@ def main(argv=None) -> int:
     if consistent:
         table.pop("analytic", None)  # the plain table carries it
         existing.setdefault("modes", {})["consistent"] = table
-        write_json_atomic(out, existing)
+        noise_table.write_atomic(out, existing)
     else:
         if existing is None and os.path.exists(out):
             with open(out) as f:
                 modes = json.load(f).get("modes")
             if modes:  # re-calibrating the plain mode keeps the other modes' tables
                 table["modes"] = modes
-        write_json_atomic(out, table)
+        noise_table.write_atomic(out, table)
     T = table["T"]
     for i, (s, t, p) in enumerate(zip(table["scales"], table["t"], table["prf"])):
         field = "empty" if p is None else ", ".join(f"{a / T:.3f}–{b / T:.3f}" for a, b in p)
@@ -357,7 +323,7 @@ def main(argv=None) -> int:
         os.makedirs(args.plots, exist_ok=True)
         prf.plot_analytic(ana, os.path.join(args.plots, "prf_analytic.png"))
         if sw is not None:
-            prf.plot_sweep(sw, T, os.path.join(args.plots, "prf_sweep.png"),
+            sweep.plot_sweep(sw, T, os.path.join(args.plots, "prf_sweep.png"),
                            [{"t_star": t} for t in table["t"]])  # marks the shipped t
         print(f"plots in {args.plots}")
     return 0

@@ -8,13 +8,15 @@
 Method names: nearest bicubic lanczos fsrcnn espcn lapsrn diffsr diffsr@<noise> (auto, 0.3, t=100)
 diffsr-cons diffsr-cons-colour (any Diff-SR name + "-ens2/4/8": self-ensemble, e.g. diffsr-ens8@t=100),
 or module:function with fn(lr_image, target_hw) -> image.
-All the work is in diffsr_jax/evaluation.py and diffsr_jax/ablations.py.
+All the work is in diffsr_jax/evaluation.py (methods: eval_methods.py, reports: reports.py) and
+diffsr_jax/ablations.py.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 
 REPO = os.path.dirname(os.path.abspath(__file__))
@@ -62,18 +64,27 @@ def main(argv=None):
     from diffsr_jax import sharding
 
     try:  # before anything touches a device; evaluation.run_table uses every local device
-        sharding.use_cpu_devices(sharding.cpu_device_count(args.cpu_devices), strict=False,
-                                 note=args.cpu_devices != "auto")
+        sharding.setup_cpu_devices(args.cpu_devices, note=args.cpu_devices != "auto")
     except ValueError as e:
         sys.exit(f"error: --cpu-devices: {e}")
     from diffsr_jax import ablations, evaluation
+    from diffsr_jax.options import InferenceOptions
 
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
         if not args.no_table:
-            evaluation.run_table(args, argv if argv is not None else sys.argv[1:])
+            evaluation.run_table(
+                datasets=args.datasets, scales=args.scales, methods=args.methods, out_dir=args.out_dir,
+                name=args.name, protocol=args.protocol, data_root=args.data_root, tfds_dir=args.tfds_dir,
+                limit=args.limit, checkpoint=args.checkpoint, peer_dir=args.peer_dir,
+                options=InferenceOptions(steps=args.steps, seed=args.seed), lpips_nets=args.lpips_nets,
+                fid_inception=args.fid_inception, fid_layer=args.fid_layer,
+                command=f"python evaluate.py {shlex.join(argv)}".rstrip())
         wanted = [a for a in args.ablations if a != "none"]
         if wanted:
-            ablations.run_ablations(args, wanted)
+            ablations.run_ablations(wanted, dataset=args.ablation_dataset, out_dir=args.out_dir,
+                                    data_root=args.data_root, tfds_dir=args.tfds_dir, limit=args.ablation_limit,
+                                    checkpoint=args.checkpoint, steps=args.steps, seed=args.seed)
     except (ValueError, FileNotFoundError) as e:
         sys.exit(f"error: {e}")
 

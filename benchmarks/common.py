@@ -14,23 +14,23 @@ from typing import Optional
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
-from diffsr_jax import evaluation, metrics  # noqa: E402
+from diffsr_jax import evaluation, metrics, protocols  # noqa: E402
 
 DATA_ROOT = os.path.join(os.path.dirname(REPO_ROOT), "shared", "data")
-EVAL_SIZE = evaluation.EVAL_SIZE
+EVAL_SIZE = protocols.EVAL_SIZE
 
-paper_protocol = evaluation.paper_protocol
+paper_protocol = protocols.paper_protocol
 psnr = metrics.psnr    # RGB, data range 1
 ssim = metrics.ssim    # RGB, dm-pix
 
 
 def lr_size(scale: float, size: int = EVAL_SIZE) -> int:
-    return evaluation.lr_size((size, size), scale)[0]
+    return protocols.lr_size((size, size), scale)[0]
 
 
 def eval_crop(rgb01, size: int = EVAL_SIZE):
     """Centre crop → size² PIL bicubic, on 8-bit RGB → float [0, 1] (the protocol's HR)."""
-    return evaluation.paper_protocol(rgb01, 2.0, size)[0]
+    return protocols.paper_protocol(rgb01, 2.0, size)[0]
 
 
 def load_eval_set(name_or_folder: str, limit: Optional[int] = None):
@@ -42,4 +42,16 @@ def Lpips(net: str = "alexnet"):
 
 
 def lanczos(lr, out_hw):
-    return evaluation.pil_resize_float(lr, out_hw, "lanczos")
+    return protocols.pil_resize_float(lr, out_hw, "lanczos")
+
+
+def machine_load_text() -> str:
+    """What else the machine was doing while a benchmark ran: the 1-minute load average against
+    the CPU count (a load near or above the count means the timings were shared with other work)."""
+    try:
+        load1 = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return "load average unavailable"
+    cpus = os.cpu_count() or 1
+    busy = " (other work was running: timings are shared)" if load1 > 0.5 else ""
+    return f"1-minute load average {load1:.2f} on {cpus} cpus at the start{busy}"

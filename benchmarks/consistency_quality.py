@@ -5,7 +5,7 @@
     python benchmarks/consistency_quality.py --images 2 --crop 64 --t-grid 0 0.05   # smoke run
 
 Calibration photos (CBSD68, never the evaluation sets) so the defaults chosen from this table are
-not tuned on the test sets. Every mode runs through ``prf.sweep`` (one compiled call per mode for
+not tuned on the test sets. Every mode runs through ``sweep.sweep`` (one compiled call per mode for
 all scales and t), with the same noise draws per image. Baselines: bicubic and Lanczos (PIL,
 float) from the same LR. Writes a Markdown report and a JSON next to it.
 """
@@ -27,10 +27,10 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
-from diffsr_jax import api, prf
+from diffsr_jax import api, calibration, protocols, sweep
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MODES = {  # name → prf.sweep options
+MODES = {  # name → sweep.sweep options
     "plain": dict(),
     "plain+wavelet": dict(colour_fix="wavelet"),
     "plain+adain": dict(colour_fix="adain"),
@@ -72,14 +72,14 @@ def main(argv=None):
 
     model = api.load_model(args.checkpoint)
     T = model.num_timesteps
-    hr = prf.load_crops(args.data, args.images, args.crop, args.seed)
-    lpips = prf.make_lpips()
+    hr = calibration.load_crops(args.data, args.images, args.crop, args.seed)
+    lpips = sweep.make_lpips()
     ts = sorted({int(round(f * T)) for f in args.t_grid})
     key = jax.random.key(args.seed)
     results, timings = {}, {}
     for name in args.modes:
         t0 = time.perf_counter()
-        res = prf.sweep(model.model, model.params, model.schedule, hr, args.scales, ts, key, args.steps,
+        res = sweep.sweep(model.model, model.params, model.schedule, hr, args.scales, ts, key, args.steps,
                         lpips=lpips, **MODES[name])
         timings[name] = time.perf_counter() - t0
         results[name] = {m: res.mean(m).tolist() for m in ("psnr", "ssim", "lpips")}
@@ -108,7 +108,7 @@ def main(argv=None):
         for k in sorted(set(args.step_grid + [t_best])):
             if k > t_best:
                 continue
-            res = prf.sweep(model.model, model.params, model.schedule, hr, [s], [t_best], key, int(k), lpips=lpips,
+            res = sweep.sweep(model.model, model.params, model.schedule, hr, [s], [t_best], key, int(k), lpips=lpips,
                             **MODES[best_mode])
             curve.append({"steps": int(k), "psnr": float(res.mean("psnr")[0, 0]),
                           "lpips": float(res.mean("lpips")[0, 0])})

@@ -1,10 +1,10 @@
 """The PRF sweep as one compiled call (traced t) vs a Python loop with t as a *static* argument.
 
-    nice -n 5 python benchmarks/prf_sweep.py            # → benchmarks/results/prf_sweep.txt
+    python benchmarks/prf_sweep.py            # → benchmarks/results/prf_sweep.txt
 
 Baseline: the diffusers Flax img2img pattern, ``jax.jit(..., static_argnames=("t",))`` called once
 per (scale, t) cell group: every distinct t is a new program, so the 8-value grid compiles 8 times
-(the 4 scales share a shape, hence each t's program). The sweep (``diffsr_jax.prf.sweep``) runs
+(the 4 scales share a shape, hence each t's program). The sweep (``diffsr_jax.sweep.sweep``) runs
 the same 8 t × 4 scales × N images grid in one call, compiled once. Both do identical work per
 cell (per-image keys, the same DDIM restore and metrics), so their outputs must agree; times
 include compilation (the persistent compilation cache is switched off) and are measured in the
@@ -20,21 +20,23 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from diffsr_jax import api, prf
+import common  # noqa: E402  (benchmarks/common.py)
+from diffsr_jax import api, calibration, protocols, sweep
 
 
 @functools.partial(jax.jit, static_argnames=("model", "t", "num_steps"))
 def restore_static(model, params, schedule, x_up, hr, keys, *, t, num_steps):
     """One (scale, t) group with t baked into the program (what a static argument does)."""
     ts = jnp.full(x_up.shape[:1], t, jnp.int32)
-    out = prf.restore_cells(model, params, schedule, x_up, ts, keys, num_steps=num_steps)
+    out = sweep.restore_cells(model, params, schedule, x_up, ts, keys, num_steps=num_steps)
     out01 = (jnp.clip(out, -1.0, 1.0) + 1.0) / 2.0
-    return prf.cell_metrics(out01, hr), out01
+    return sweep.cell_metrics(out01, hr), out01
 
 
 def main():
@@ -56,27 +58,27 @@ def main():
         args.steps = api.default_steps(model)  # a plain sweep: the plain table's step count
     T = model.num_timesteps
     ts = [int(round(f * T)) for f in args.fractions]
-    hr = jnp.asarray(prf.load_crops(args.data, args.images, args.crop, seed=0))
+    hr = jnp.asarray(calibration.load_crops(args.data, args.images, args.crop, seed=0))
     key = jax.random.key(0)
     lines = [f"grid: {len(ts)} t × {len(args.scales)} scales × {args.images} images of {args.crop}² "
              f"({len(ts) * len(args.scales) * args.images} cells), {args.steps} DDIM steps, "
              f"checkpoint step {model.meta.get('step')}",
              f"machine: {platform.machine()} {os.cpu_count()} cpus ({jax.devices()[0].platform}), "
-             f"jax {jax.__version__}; shared with a niced training job"]
+             f"jax {jax.__version__}; {common.machine_load_text()}"]
 
     t0 = time.perf_counter()
-    res = prf.sweep(model.model, model.params, model.schedule, hr, args.scales, ts, key, args.steps,
+    res = sweep.sweep(model.model, model.params, model.schedule, hr, args.scales, ts, key, args.steps,
                     chunk=args.chunk, return_images=True)
     one_call = time.perf_counter() - t0
     t0 = time.perf_counter()
-    prf.sweep(model.model, model.params, model.schedule, hr, args.scales, ts, key, args.steps, chunk=args.chunk)
+    sweep.sweep(model.model, model.params, model.schedule, hr, args.scales, ts, key, args.steps, chunk=args.chunk)
     one_call_warm = time.perf_counter() - t0
 
-    keys = jax.vmap(lambda n: prf.cell_key(key, n))(jnp.arange(args.images))
+    keys = jax.vmap(lambda n: sweep.cell_key(key, n))(jnp.arange(args.images))
     t0 = time.perf_counter()
     loop_psnr, loop_images = np.zeros(res.metrics["psnr"].shape), np.zeros(res.images.shape, np.float32)
     for i, s in enumerate(args.scales):
-        x_up = prf.degrade(hr, s)
+        x_up = protocols.degrade(hr, s)
         for j, t in enumerate(ts):
             m, out = restore_static(model.model, model.params, model.schedule, x_up, hr, keys, t=t,
                                     num_steps=args.steps)

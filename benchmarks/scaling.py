@@ -72,12 +72,12 @@ def worker(args) -> dict:
     import jax.numpy as jnp
     import numpy as np
 
-    from diffsr_jax import sharding, train_lib
+    from diffsr_jax import pipeline, schedules, sharding, train_lib
 
     c = importlib.import_module(f"configs.{args.config}").get_config()
     model = train_lib.build_model(c)
     optimizer = train_lib.build_optimizer(c.train)
-    schedule = train_lib.build_schedule_from_spec(train_lib.schedule_spec(c))
+    schedule = schedules.schedule_from_spec(train_lib.schedule_spec(c))
     mesh = sharding.make_mesh()
     params = numpy_params(model, args.crop)
     params_host = jax.device_get(params)  # the train step donates (deletes) the state's buffers
@@ -101,9 +101,9 @@ def worker(args) -> dict:
     rc = args.restore_crop or args.crop
     x_t = rng.normal(size=(args.batch, rc, rc, 3)).astype(np.float32)
     t = np.full((args.batch,), c.schedule.T // 5, np.int32)
-    restore_first, restore_s = timed(lambda: sharding.restore_batch(
+    restore_first, restore_s = timed(lambda: pipeline.restore_batch_on_mesh(
         mesh, model, params_host, schedule, x_t, t, key, num_steps=args.restore_steps), args.repeats)
-    one_first, one_s = timed(lambda: sharding.restore_spatial(
+    one_first, one_s = timed(lambda: pipeline.restore_spatial(
         mesh, model, params_host, schedule, x_t[:1], t[:1], key, num_steps=args.restore_steps), args.repeats)
     n_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(params))
     return {"devices": jax.device_count(), "platform": jax.devices()[0].platform,

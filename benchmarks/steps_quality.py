@@ -96,13 +96,13 @@ def main(argv=None) -> int:
             ap.error(f"{folder} is an evaluation set; measure on training photos")
 
     import jax
-    from diffsr_jax import api, prf
+    from diffsr_jax import api, calibration, sweep
 
     model = api.load_model(args.checkpoint)
     T = model.num_timesteps
     ts = sorted({int(round(f * T)) for f in args.t_grid})
-    hr = prf.load_crops(args.data, args.images, args.crop, args.seed, framing=args.framing)
-    lpips = prf.make_lpips()
+    hr = calibration.load_crops(args.data, args.images, args.crop, args.seed, framing=args.framing)
+    lpips = sweep.make_lpips()
     res = {"date": datetime.date.today().isoformat(), "command": "python " + shlex.join(sys.argv if argv is None else ["benchmarks/steps_quality.py", *argv]),
            "checkpoint": os.path.relpath(model.directory, REPO), "step": model.meta.get("total_steps", model.meta.get("step")),
            "data": [os.path.relpath(os.path.abspath(d), REPO) for d in args.data], "images": args.images,
@@ -111,7 +111,7 @@ def main(argv=None) -> int:
            "tolerance": args.tolerance, "lpips": {}, "psnr": {}, "best_lpips": {}, "seconds": {}}
     for n in res["step_grid"]:
         start = time.perf_counter()
-        sw = prf.sweep(model.model, model.params, model.schedule, hr, args.scales, ts, jax.random.PRNGKey(args.seed), n,
+        sw = sweep.sweep(model.model, model.params, model.schedule, hr, args.scales, ts, jax.random.PRNGKey(args.seed), n,
                        lpips=lpips, chunk=args.chunk, sampler=args.sampler, degradation=args.degradation,
                        **MODES[args.mode])
         L, P = sw.mean("lpips"), sw.mean("psnr")

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from configs import cpu, default
-from diffsr_jax import sharding, train_lib
+from diffsr_jax import schedules, sharding, train_lib
 
 
 def flops_of(compiled) -> float:
@@ -92,7 +92,7 @@ def make_train(config, hw, batch, conv_weight_grad=None, mesh=None):
     if conv_weight_grad:
         config.train.conv_weight_grad = conv_weight_grad
     model, opt = train_lib.build_model(config), train_lib.build_optimizer(config.train)
-    sched = train_lib.build_schedule_from_spec(dict(config.schedule))
+    sched = schedules.schedule_from_spec(dict(config.schedule))
     state = jax.jit(lambda k: train_lib.init_train_state(model, opt, k, (hw, hw, 3)))(jax.random.key(0))
     step = train_lib.make_train_step(model, sched, opt, ema_decay=0.999)
     x = jax.random.uniform(jax.random.key(1), (batch, hw, hw, 3), minval=-1, maxval=1)

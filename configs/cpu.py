@@ -2,17 +2,15 @@
 
 Differences from the paper's setup (configs/default.py), each chosen to make CPU steps count:
 - 2×2 pixel-unshuffle stem / pixel-shuffle head: convolutions run on 1/4 of the pixels;
-- narrower widths (base 32, multipliers 1/2/4; 2.5M parameters; 0.7–1.0 s per step on today's 2-core
-  Zen 4 host, 1.8–2.1 s on the Zen 3 host of earlier sessions);
+- narrower widths (base 32, multipliers 1/2/4; 2.5M parameters; step time: benchmarks/unet_speed.py);
 - 64 px crops drawn at random downscales up to 4× (training crops then look like the downscaled
   photos that evaluation feeds the model), flips and 90° rotations;
 - lr 2e-4 with 200 warm-up steps, grad clip 1, EMA 0.999 with warm-up (short runs);
 - 80% of training steps drawn from t ≤ 0.7T, the range Diff-SR uses;
 - conv weight gradients "auto": the run's first steps race XLA's own against one im2col GEMM
-  (models/conv.py, autotune.py) and keep the faster. Which wins depends on the CPU: the GEMM was
-  1.1–1.5× faster on the Zen 3 host, XLA's (YNNPACK) 1.7× faster on the Zen 4 host.
+  (models/conv.py, autotune.py) and keep the faster: which wins depends on the CPU.
 - one XLA CPU device per core (configs/default.py's mesh.cpu_devices="auto"), the batch split over
-  them: 1.12-1.58x faster steps than JAX's single CPU device on the 2-core host.
+  them: faster steps than JAX's single CPU device (benchmarks/scaling.py).
 Training data: ../shared/data/CBSD68 + ../shared/data/CSun_Hays80 (never the evaluation sets).
 """
 

@@ -1,9 +1,9 @@
 """The paper's ablations with one pre-trained model: Fig. 6 (scale × noise level), Fig. 7 (noise
 schedules at 4×) and Fig. 8 (Appendix E, frequency domain).
 
-All three restore grids with ``prf.sweep``: one compiled call per grid, t traced per cell, common
+All three restore grids with ``sweep.sweep``: one compiled call per grid, t traced per cell, common
 random numbers across t and scale (each image's noise key is the same in every cell). The LR
-inputs are made inside the sweep by ``prf.degrade`` (JAX antialiased bicubic down to round(H/s),
+inputs are made inside the sweep by ``protocols.degrade`` (JAX antialiased bicubic down to round(H/s),
 bicubic back up), not by PIL as in Table 1: the two downscalers differ slightly, so absolute
 numbers here are close to, not identical with, Table 1's.
 
@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Sequence
+import sys
+from typing import Optional, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from diffsr_jax import prf
+from diffsr_jax import api, evaluation, metrics, pipeline, protocols, sweep
 from diffsr_jax.schedules import SCHEDULE_NAMES, make_betas, q_sample
 
 FIG6_SCALES = (1.6, 2.0, 2.7, 3.5, 4.5)
@@ -67,10 +68,10 @@ def _steps(fractions: Sequence[float], T: int) -> np.ndarray:
 
 
 def scale_sweep(model, hr_images: np.ndarray, key: jax.Array, *, scales=FIG6_SCALES, fractions=FIG6_FRACTIONS,
-                num_steps: int = 10, lpips=None, chunk: int = 8) -> prf.SweepResult:
-    """Every (scale, t, image) restored and measured (see prf.sweep)."""
+                num_steps: int = 10, lpips=None, chunk: int = 8) -> sweep.SweepResult:
+    """Every (scale, t, image) restored and measured (see sweep.sweep)."""
     T = model.num_timesteps
-    return prf.sweep(model.model, model.params, model.schedule, hr_images, scales, _steps(fractions, T), key,
+    return sweep.sweep(model.model, model.params, model.schedule, hr_images, scales, _steps(fractions, T), key,
                      num_steps, lpips=lpips, chunk=chunk)
 
 
@@ -132,7 +133,7 @@ def fig7(model, hr_images, key, out_dir: str, subset: str, *, scale: float = 4.0
     base = model.meta.get("schedule", {}).get("name", "linear")
     mapping = schedule_mapping(base, T, fractions)
     ts = np.asarray(sorted({int(t) for m in mapping.values() for t in m}), np.int32)
-    res = prf.sweep(model.model, model.params, model.schedule, hr_images, [scale], ts, key, num_steps,
+    res = sweep.sweep(model.model, model.params, model.schedule, hr_images, [scale], ts, key, num_steps,
                     lpips=lpips, chunk=8)
     idx = {int(t): i for i, t in enumerate(res.t)}
     x = np.asarray(fractions)
@@ -178,10 +179,8 @@ def noised_pair(model, hr01: np.ndarray, scale: float, t: int, key: jax.Array, n
     """(x_t, x̂_t, x̃) in [-1, 1] for one image: HR and its bicubic-degraded version noised to t with
     the same ε, and Diff-SR's restoration of x̂ from t, which draws exactly that ε (pipeline.diffsr
     splits its key the same way)."""
-    from diffsr_jax import pipeline
-
     hr = jnp.asarray(hr01[None], jnp.float32)
-    x, x_hat = hr * 2.0 - 1.0, prf.degrade(hr, scale)
+    x, x_hat = hr * 2.0 - 1.0, protocols.degrade(hr, scale)
     k_noise, _ = jax.random.split(key)
     eps = jax.random.normal(k_noise, x_hat.shape, x_hat.dtype)
     tt = jnp.full((1,), t, jnp.int32)
@@ -194,24 +193,22 @@ def fig8(model, hr01: np.ndarray, key, out_dir: str, subset: str, *, scale: floa
          num_steps: int = 10, fractions=FIG8_T_FRACTIONS) -> dict:
     """Rows = noise steps; columns = x_t, |F(x_t)|, x̂_t, |F(x̂_t)|, x̃, |F(x̃)| (cutoff circle =
     the low/high band split of the errors); right: low/high band errors of x̃ vs x over t."""
-    from diffsr_jax import api
-
     T = model.num_timesteps
     t_auto = api.resolve_noise_step(model, "auto", scale)
     t_show = t_show or sorted({0, int(0.1 * T), t_auto, int(0.6 * T), int(0.9 * T)})
-    res = prf.sweep(model.model, model.params, model.schedule, hr01[None], [scale], _steps(fractions, T), key,
+    res = sweep.sweep(model.model, model.params, model.schedule, hr01[None], [scale], _steps(fractions, T), key,
                     num_steps, lpips=None, chunk=4)
     plt = _plt()
     n = len(t_show)
     fig = plt.figure(figsize=(13, 2.1 * n))
     gs = fig.add_gridspec(n, 8)
     size = hr01.shape[0]
-    r_px = prf.FREQ_CUTOFF * size
+    r_px = metrics.FREQ_CUTOFF * size
     titles = ["HR x_t", "|F(x_t)|", "bicubic x̂_t", "|F(x̂_t)|", "Diff-SR x̃ from t", "|F(x̃)|"]
     lo_hi = {}
     for r, t in enumerate(t_show):
-        xt, xht, out = noised_pair(model, hr01, scale, int(t), prf.cell_key(key, 0), num_steps)
-        lo, hi = prf.frequency_errors(jnp.asarray((np.clip(out, -1, 1)[None] + 1) / 2), jnp.asarray(hr01[None]))
+        xt, xht, out = noised_pair(model, hr01, scale, int(t), sweep.cell_key(key, 0), num_steps)
+        lo, hi = metrics.frequency_errors(jnp.asarray((np.clip(out, -1, 1)[None] + 1) / 2), jnp.asarray(hr01[None]))
         lo_hi[int(t)] = (float(lo[0]), float(hi[0]))
         panels = [xt, log_spectrum(xt), xht, log_spectrum(xht), out, log_spectrum(out)]
         lim = (min(p.min() for p in panels[1::2]), max(p.max() for p in panels[1::2]))  # one scale per row
@@ -257,24 +254,23 @@ def _dump(path: str, data: dict) -> None:
 # One call for evaluate.py
 
 
-def run_ablations(args, which: Sequence[str]) -> dict:
-    import sys
-
-    from diffsr_jax import api, evaluation
-
+def run_ablations(which: Sequence[str], *, dataset: str, out_dir: str, data_root: Optional[str] = None,
+                  tfds_dir: Optional[str] = None, limit: Optional[int] = None, checkpoint: Optional[str] = None,
+                  steps: Optional[int] = None, seed: int = 0) -> dict:
+    """The ablations named in ``which`` (fig6 fig7 fig8) on ``dataset`` (paper protocol, 256²),
+    written to ``out_dir``/ablations. ``steps`` None: the plain mode's calibrated count."""
     unknown = set(which) - {"fig6", "fig7", "fig8"}
     if unknown:
         raise ValueError(f"unknown ablation(s) {', '.join(sorted(unknown))}; choose fig6 fig7 fig8 or none")
-    model = api.load_model(args.checkpoint)
-    images = evaluation.load_dataset(args.ablation_dataset, data_root=args.data_root, data_dir=args.tfds_dir,
-                                     limit=args.ablation_limit)
-    hr = np.stack([evaluation.paper_protocol(rgb, 2.0)[0] for _, rgb in images])  # 256² HR (scale unused)
-    subset = f"{evaluation.dataset_label(args.ablation_dataset)} 256² centre crops"
-    steps = args.steps or api.default_steps(model)  # the ablations sweep plain Diff-SR
-    out = os.path.join(args.out_dir, "ablations")
+    model = api.load_model(checkpoint)
+    images = evaluation.load_dataset(dataset, data_root=data_root, data_dir=tfds_dir, limit=limit)
+    hr = np.stack([protocols.paper_protocol(rgb, 2.0)[0] for _, rgb in images])  # 256² HR (scale unused)
+    subset = f"{evaluation.dataset_label(dataset)} 256² centre crops"
+    steps = steps or api.default_steps(model)  # the ablations sweep plain Diff-SR
+    out = os.path.join(out_dir, "ablations")
     os.makedirs(out, exist_ok=True)
-    key = jax.random.key(args.seed)
-    lpips = prf.make_lpips()
+    key = jax.random.key(seed)
+    lpips = sweep.make_lpips()
     done = {}
     for name in which:
         print(f"ablation {name} on {subset} (n={len(hr)}) …", file=sys.stderr)

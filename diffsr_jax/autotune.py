@@ -1,10 +1,9 @@
 """Pick the fastest of several train steps that compute the same function, on this machine.
 
 Why: which way of computing convolution weight gradients is fastest on a CPU depends on the CPU
-and on XLA's kernel libraries, not on the model. On the 2-core Zen 3 host of earlier sessions the
-im2col GEMM (``conv_weight_grad="gemm"``, models/conv.py) made the CPU config's step 1.1–1.5×
-faster than XLA's own; on a Zen 4 host with XLA's YNNPACK fusions the GEMM path made it 1.7×
-slower. ``train.conv_weight_grad="auto"`` therefore races the candidates on the run's first real
+and on XLA's kernel libraries, not on the model: the im2col GEMM (``conv_weight_grad="gemm"``,
+models/conv.py) beats XLA's own on some CPUs and loses to XLA's YNNPACK fusions on others
+(benchmarks/unet_speed.py measures both). ``train.conv_weight_grad="auto"`` therefore races the candidates on the run's first real
 batches instead of trusting either measurement: every raced step is a genuine training step (the
 candidates are the same function up to float rounding), so the race costs one extra compile and
 nothing else.

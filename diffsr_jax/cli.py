@@ -17,6 +17,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from . import defaults, image_io, targets
+from .options import InferenceOptions
 from .image_io import IMAGE_EXTENSIONS, ImageReadError
 from .targets import TargetError
 
@@ -178,9 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cpu-devices", type=_cpu_devices, default="auto", metavar="auto|N",
                    help="on a CPU-only machine, spread the denoising over this many XLA CPU devices (batches of "
                         "tiles split by tile, a whole image by rows): "
-                        "auto = one per core (a 1080p output: 19.8 s instead of 27.6 s on 2 cores), 1 = "
-                        "JAX's single device; outputs are the same up to float rounding. GPUs/TPUs: every "
-                        "local device is used (default: auto)")
+                        "auto = one per core, 1 = JAX's single device; outputs are the same up to float "
+                        "rounding. GPUs/TPUs: every local device is used (default: auto)")
     p.add_argument("--format", choices=sorted({e[1:] for e in IMAGE_EXTENSIONS}), default=None,
                    help="output format for folder output (default: keep the input's format)")
     p.add_argument("--suffix", default="", metavar="TEXT",
@@ -192,6 +192,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true",
                    help="no progress bars, summaries or notes; only errors")
     return p
+
+
+def inference_options(args) -> InferenceOptions:
+    """The parsed command line's inference knobs as the library's options object."""
+    try:
+        return InferenceOptions(noise=args.noise, steps=args.steps, sampler=args.sampler,
+                                consistency=args.consistency, lift=args.lift, colour_fix=args.colour_fix,
+                                self_ensemble=args.self_ensemble, tile=args.tile, tile_overlap=args.tile_overlap,
+                                tile_batch=args.batch_size, seed=args.seed)
+    except TargetError:
+        raise
+    except ValueError as e:
+        raise _UsageError(str(e)) from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -321,7 +334,7 @@ class _ImageFailure(Exception):
     pass
 
 
-def _process(job: _Job, args, target, noise, api, model, log, mesh=None) -> None:
+def _process(job: _Job, args, target, options, api, model, log, mesh=None) -> None:
     """Upscales one image; raises _ImageFailure with a one-line reason."""
     t0 = time.perf_counter()
     try:
@@ -337,12 +350,8 @@ def _process(job: _Job, args, target, noise, api, model, log, mesh=None) -> None
         raise _ImageFailure(problem)
 
     try:
-        out, info = api.upscale_array(
-            img.rgb, plan.out_hw, model=model, noise=noise, steps=args.steps, sampler=args.sampler,
-            seed=args.seed, tile=args.tile, tile_overlap=args.tile_overlap, tile_batch=args.batch_size,
-            progress=not args.quiet, consistency=args.consistency, lift=args.lift, colour_fix=args.colour_fix,
-            self_ensemble=args.self_ensemble, mesh=mesh,
-        )
+        out, info = api.upscale_array(img.rgb, plan.out_hw, model=model, options=options, progress=not args.quiet,
+                                      mesh=mesh)
     except (MemoryError, ValueError, RuntimeError, TargetError) as e:
         raise _ImageFailure(f"upscaling failed: {type(e).__name__}: {_one_line(e)}") from None
     out = np.asarray(out, np.float32)
@@ -401,7 +410,8 @@ def _main(argv) -> int:
     try:
         args = parser.parse_args(argv)
         target = targets.parse_target(args.target)
-        noise = targets.parse_noise(args.noise)
+        options = inference_options(args)
+        noise = options.noise
         if args.tile and args.tile_overlap >= args.tile:
             raise _UsageError(f"--tile-overlap ({args.tile_overlap}) must be smaller than --tile ({args.tile})")
         if args.checkpoint is not None and not os.path.isdir(args.checkpoint):
@@ -433,8 +443,7 @@ def _main(argv) -> int:
 
     # Before anything touches a device. Inside a program whose JAX already runs (cli.main called
     # from Python) the devices there are kept; only an explicit count is worth a note then.
-    sharding.use_cpu_devices(sharding.cpu_device_count(args.cpu_devices), strict=False,
-                             note=args.cpu_devices != "auto" and not args.quiet)
+    sharding.setup_cpu_devices(args.cpu_devices, note=args.cpu_devices != "auto" and not args.quiet)
     try:
         model = api.load_model(args.checkpoint)
     except (RuntimeError, OSError, ValueError) as e:  # CheckpointError is a RuntimeError
@@ -458,7 +467,7 @@ def _main(argv) -> int:
     mesh = api.local_mesh()  # None on one device
     for job in bar:
         try:
-            _process(job, args, target, noise, api, model, log, mesh)
+            _process(job, args, target, options, api, model, log, mesh)
         except _ImageFailure as e:
             log(f"error: {job.src}: {e}", err=True)
             failures += 1

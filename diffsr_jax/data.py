@@ -4,7 +4,8 @@ Everything here works without TensorFlow. TFDS is used only for what it does wel
 writing a dataset once as ``array_record`` (``GeneratorBasedBuilder.download_and_prepare``) and
 reading it back by index (``as_data_source``). ``tfds.features.Image`` would need TF to encode
 NumPy arrays, so the local-folder builder stores decoded pixels as a zlib-compressed uint8
-``Tensor``: lossless, decoded with NumPy alone, bit-identical to :func:`load_image_rgb`.
+``Tensor``: lossless, decoded with NumPy alone, bit-identical to :func:`load_image_rgb` (the
+library's one image decoder, :mod:`diffsr_jax.image_io`).
 
 Randomness is explicit: the batch for training step ``step`` is drawn from
 ``np.random.default_rng([seed, step])`` and nothing else, so a resumed run sees the same batches.
@@ -29,6 +30,8 @@ from urllib.parse import urlparse
 import numpy as np
 from PIL import Image
 
+from diffsr_jax import image_io
+
 __all__ = [
     "DataError",
     "IMAGE_EXTENSIONS",
@@ -44,7 +47,7 @@ __all__ = [
     "BatchIterator",
 ]
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+IMAGE_EXTENSIONS = image_io.IMAGE_EXTENSIONS
 
 # A dataset host that cannot be reached within this many seconds counts as "no network"; TFDS itself
 # would retry for minutes before giving up.
@@ -59,49 +62,20 @@ class DataError(ValueError):
 # Decoding
 # ----------------------------------------------------------------------------------------------
 
-def _to_rgb_array(im: Image.Image) -> np.ndarray:
-    mode = im.mode
-    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
-        # 16-bit PNGs open as I;16 (or I in older Pillow); PIL's own convert("L") clips instead of
-        # scaling, so map 0..65535 onto 0..255 with rounding (k*257 -> k exactly).
-        a = np.asarray(im).astype(np.int64)
-        a = np.clip(a, 0, 65535)
-        g = ((a * 255 + 32767) // 65535).astype(np.uint8)
-        return np.repeat(g[..., None], 3, axis=-1)
-    if mode in ("L", "LA", "1", "La"):
-        # Alpha is dropped rather than composited: SR should see the stored colour values.
-        g = np.asarray(im.convert("L"), dtype=np.uint8)
-        return np.repeat(g[..., None], 3, axis=-1)
-    if mode != "RGB":
-        # RGBA, RGBa, P (with or without transparency), PA, CMYK, YCbCr, ...: PIL's conversion to RGB
-        # drops alpha, which is the documented choice (see load_image_rgb).
-        im = im.convert("RGB")
-    return np.asarray(im, dtype=np.uint8)
-
-
 def load_image_rgb(path: str | os.PathLike) -> np.ndarray:
-    """Decodes an image file to a C-contiguous ``uint8`` array of shape ``(H, W, 3)``.
-
-    Grayscale (``L``, ``LA``, 16-bit ``I;16``) is replicated to three channels; 16-bit values are
-    rescaled to 8 bits with rounding. Alpha (``RGBA``, ``LA``, ``P`` with transparency) is dropped,
-    not composited: the stored colours are what a super-resolution model should see, and compositing
-    onto an arbitrary background would invent content. EXIF orientation is ignored, matching the
-    common benchmark loaders so ground truth stays pixel-aligned.
+    """Decodes an image file to a C-contiguous ``uint8`` array of shape ``(H, W, 3)`` with the
+    library's one decoder (:func:`diffsr_jax.image_io.read_rgb_u8`: EXIF orientation applied,
+    16-bit samples rounded to 8 bits, grayscale replicated to three channels). Alpha is dropped,
+    not composited: the stored colours are what a super-resolution model should see, and
+    compositing onto an arbitrary background would invent content.
 
     Raises:
       DataError: naming the file, if it is missing, empty, corrupt, truncated or not an image.
     """
-    path = os.fspath(path)
     try:
-        with Image.open(path) as im:
-            # load() forces the full decode so truncated files fail here, not later in a crop.
-            im.load()
-            arr = _to_rgb_array(im)
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise DataError(f"cannot read image {path!r}: {e}") from e
-    if arr.ndim != 3 or arr.shape[-1] != 3 or arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise DataError(f"cannot read image {path!r}: unexpected decoded shape {arr.shape}")
-    return np.ascontiguousarray(arr)
+        return image_io.read_rgb_u8(path)
+    except image_io.ImageReadError as e:
+        raise DataError(f"cannot read image {os.fspath(path)!r}: {e.reason or e}") from e
 
 
 def _as_rgb_uint8(a: Any) -> np.ndarray:
@@ -128,23 +102,13 @@ def _as_rgb_uint8(a: Any) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------
 
 def list_image_files(folders: str | os.PathLike | Sequence[str | os.PathLike]) -> list[tuple[str, str]]:
-    """Lists image files under ``folders`` (recursive) as ``(folder, relative_posix_path)`` pairs.
-
-    Extensions are matched case-insensitively; the order is folder order, then sorted relative
-    path, so the dataset index of an image never depends on the file system's listing order.
-    """
-    out: list[tuple[str, str]] = []
-    for folder in _as_folder_list(folders):
-        if not os.path.isdir(folder):
-            raise DataError(f"image folder {folder!r} does not exist or is not a directory")
-        rels = []
-        for root, dirs, files in os.walk(folder, followlinks=True):
-            dirs.sort()
-            for f in files:
-                if f.lower().endswith(IMAGE_EXTENSIONS):
-                    rels.append(os.path.relpath(os.path.join(root, f), folder).replace(os.sep, "/"))
-        out.extend((folder, r) for r in sorted(rels))
-    return out
+    """Lists image files under ``folders`` (recursive) as ``(folder, relative_posix_path)`` pairs
+    (:func:`diffsr_jax.image_io.list_image_files`); DataError for a missing folder or none given."""
+    folder_list = _as_folder_list(folders)
+    try:
+        return image_io.list_image_files(folder_list)
+    except image_io.ImageReadError as e:
+        raise DataError(f"image folder {e.path!r} does not exist or is not a directory") from None
 
 
 def _as_folder_list(folders) -> list[str]:

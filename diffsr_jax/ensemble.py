@@ -5,8 +5,8 @@ but a finite model is only approximately so; its errors under different transfor
 independent, so averaging g⁻¹ ε_θ(g x_t, t) over a group of transforms g cancels some of them.
 The average is still an ε-prediction for x_t, so every sampler and the consistency guide work
 unchanged (the injection-step table, calibrated without it, is reused as is). It costs n network
-evaluations per sampler step; on the step-12 400 model it raised one-step x0 PSNR by ≈0.2 dB
-(n = 2) to ≈0.35 dB (n = 8) at t = 100 (model card, "Self-ensemble").
+evaluations per sampler step (its gain in one-step x0 PSNR: benchmarks/denoise_quality.py
+--self-ensemble N).
 
 Sizes: 1 (off), 2 (identity + horizontal flip), 4 (+ the two transforms that also keep the
 shape: vertical flip, 180° rotation), 8 (the whole dihedral group: + the four that transpose
@@ -19,17 +19,13 @@ from typing import Callable
 
 import jax.numpy as jnp
 
-from diffsr_jax.defaults import SELF_ENSEMBLE_SIZES as SIZES
+from diffsr_jax.defaults import SELF_ENSEMBLE_SIZES as SIZES  # noqa: F401  (re-exported)
+from diffsr_jax.options import check_self_ensemble_size
 
 EpsFn = Callable[[jnp.ndarray, jnp.ndarray], jnp.ndarray]
 
 
-def check_size(n) -> int:
-    """``n`` as an int if it is a supported ensemble size, else ValueError."""
-    if isinstance(n, bool) or int(n) != n or int(n) not in SIZES:
-        raise ValueError(
-            f"self-ensemble size must be one of {', '.join(map(str, SIZES))}, got {n!r}")
-    return int(n)
+check_size = check_self_ensemble_size  # ``n`` as an int if it is a supported size, else ValueError
 
 
 # Each member: (transpose H and W first?, flip H, flip W). Applied to NHWC as transpose, then flips.

@@ -31,6 +31,7 @@ from typing import Optional
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from .protocols import to_uint8, to_uint16
 from .targets import MAX_INPUT_PIXELS
 
 __all__ = [
@@ -43,6 +44,8 @@ __all__ = [
     "write_image",
     "resize_alpha",
     "format_for_path",
+    "read_rgb_u8",
+    "list_image_files",
 ]
 
 #: Extensions read from folders and accepted for output (lower case, with the dot).
@@ -85,6 +88,9 @@ class LoadedImage:
     format: Optional[str] = None  # Pillow's format name of the source ("PNG", "JPEG", ...)
     icc_profile: Optional[bytes] = None
     notes: list[str] = field(default_factory=list)  # things the user may want to know
+    # JPEG files only: the quantisation tables (table id -> 64 ints, as Pillow gives them), for
+    # degradation.jpeg_quality_from_tables; None for other formats.
+    jpeg_quantization: Optional[dict] = None
 
     @property
     def size(self) -> tuple[int, int]:
@@ -204,6 +210,7 @@ def read_image(
                 im.load()  # full decode now, so truncated files fail here
                 fmt = im.format
                 icc = im.info.get("icc_profile")
+                qtables = _jpeg_quantization(im)
                 png = _png_header(path) if fmt == "PNG" else None
                 orientation = _exif_orientation(im) if apply_exif_orientation else 1
                 rgb, alpha, mode, bit_depth = _convert(im, path, png, notes)
@@ -232,8 +239,19 @@ def read_image(
         alpha = None if alpha is None else _orient(alpha, orientation)
     return LoadedImage(
         rgb=rgb, alpha=alpha, mode=mode, bit_depth=bit_depth, path=path, format=fmt,
-        icc_profile=icc, notes=notes,
+        icc_profile=icc, notes=notes, jpeg_quantization=qtables,
     )
+
+
+def _jpeg_quantization(im: Image.Image) -> Optional[dict]:
+    """A JPEG's quantisation tables as a plain ``{int: [64 ints]}`` dict, else None."""
+    tables = getattr(im, "quantization", None) if im.format in ("JPEG", "MPO") else None
+    if not tables:
+        return None
+    try:
+        return {int(k): [int(v) for v in t] for k, t in dict(tables).items()}
+    except (TypeError, ValueError):
+        return None
 
 
 def _exif_orientation(im: Image.Image) -> int:
@@ -350,6 +368,36 @@ def _trns_alpha16(im: Image.Image, full: np.ndarray) -> Optional[np.ndarray]:
     return None
 
 
+def read_rgb_u8(path: str | os.PathLike, *, max_pixels: Optional[int] = None) -> np.ndarray:
+    """The RGB pixels of an image file as a C-contiguous uint8 (H, W, 3) array, decoded exactly as
+    :func:`read_image` decodes them (EXIF orientation, 16-bit samples rounded to 8 bits, grayscale
+    replicated to three channels); alpha is dropped, not composited. For training and calibration
+    photos. Raises :class:`ImageReadError` naming the file."""
+    img = read_image(path, max_pixels=MAX_INPUT_PIXELS if max_pixels is None else max_pixels)
+    return np.ascontiguousarray(to_uint8(img.rgb))
+
+
+def list_image_files(folders) -> list[tuple[str, str]]:
+    """Image files under ``folders`` (a path or a list; recursive, links followed) as
+    ``(folder, relative_posix_path)`` pairs. Extensions (:data:`IMAGE_EXTENSIONS`) match
+    case-insensitively; the order is folder order, then sorted relative path, so an image's index
+    never depends on the file system's listing order. ImageReadError for a missing folder."""
+    if isinstance(folders, (str, os.PathLike)):
+        folders = [folders]
+    out: list[tuple[str, str]] = []
+    for folder in (os.path.realpath(os.path.expanduser(os.fspath(f))) for f in folders):
+        if not os.path.isdir(folder):
+            raise ImageReadError(folder, "does not exist or is not a folder")
+        rels = []
+        for root, dirs, files in os.walk(folder, followlinks=True):
+            dirs.sort()
+            for f in files:
+                if f.lower().endswith(IMAGE_EXTENSIONS):
+                    rels.append(os.path.relpath(os.path.join(root, f), folder).replace(os.sep, "/"))
+        out.extend((folder, r) for r in sorted(rels))
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # writing
 
@@ -364,14 +412,6 @@ def format_for_path(path: str | os.PathLike) -> str:
             f"{os.path.basename(os.fspath(path))}: unknown output extension {ext or '(none)'!r}; "
             f"use one of {', '.join(IMAGE_EXTENSIONS)}"
         ) from None
-
-
-def _to_u8(x: np.ndarray) -> np.ndarray:
-    return np.round(np.clip(np.nan_to_num(x, nan=0.0), 0.0, 1.0) * 255.0).astype(np.uint8)
-
-
-def _to_u16(x: np.ndarray) -> np.ndarray:
-    return np.round(np.clip(np.nan_to_num(x, nan=0.0), 0.0, 1.0) * 65535.0).astype(np.uint16)
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
@@ -474,14 +514,14 @@ def write_image(
         os.close(fd)
         os.chmod(tmp, 0o666 & ~_current_umask())
         if depth == 16 and fmt == "PNG":
-            data = encode_png16(_to_u16(arr), icc_profile)
+            data = encode_png16(to_uint16(arr), icc_profile)
             with open(tmp, "wb") as f:
                 f.write(data)
         else:
             if depth == 16:  # 16-bit grayscale TIFF
-                img = Image.fromarray(_to_u16(arr[..., 0]))  # mode I;16
+                img = Image.fromarray(to_uint16(arr[..., 0]))  # mode I;16
             else:
-                u8 = _to_u8(arr)
+                u8 = to_uint8(arr)
                 pil_mode = {"gray": "L", "gray_alpha": "LA", "rgb": "RGB", "rgba": "RGBA"}[out_mode]
                 img = Image.fromarray(u8[..., 0] if out_mode == "gray" else u8)
                 assert img.mode == pil_mode, (img.mode, pil_mode)

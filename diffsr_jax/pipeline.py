@@ -10,13 +10,14 @@ a linear-ramp blend hides.
 
 from __future__ import annotations
 
+import functools
 from typing import Iterator, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from diffsr_jax import consistency, ensemble
+from diffsr_jax import consistency, ensemble, sharding
 from diffsr_jax.samplers import SAMPLERS
 from diffsr_jax.schedules import Schedule, q_sample
 
@@ -103,6 +104,109 @@ def diffsr_from_lr(model, params, schedule: Schedule, lr: jnp.ndarray, t: jnp.nd
 # are traced.
 restore_batch_jit = jax.jit(restore_batch, static_argnames=("model", "num_steps", "sampler", "guide_iters",
                                                             "self_ensemble"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Restoration spread over a device mesh: pure programs built per (mesh, statics) and cached, so
+# repeated calls hit jit's cache (a fresh jax.jit of a fresh partial never would).
+
+
+@functools.lru_cache(maxsize=None)
+def sharded_restore_fn(mesh, model, *, num_steps: int, sampler: str = "ddim", eta: float = 0.0,
+                       t_batched: bool = False, self_ensemble: int = 1, guide_iters: int = 1):
+    """The compiled :func:`restore_batch` with the batch split over the mesh's ``data`` axis:
+    ``fn(params, schedule, x_t, t, key, guide)``. The guide (or None: no leaves, so its sharding
+    is moot) has one row per image in every leaf and is split with its row; ``t`` is split too
+    when ``t_batched``, else replicated."""
+    fn = functools.partial(restore_batch, model, num_steps=num_steps, sampler=sampler, eta=eta,
+                           self_ensemble=self_ensemble, guide_iters=guide_iters)
+    rep, dat = sharding.replicated(mesh), sharding.batch_sharding(mesh)
+    return jax.jit(lambda p, s, x, t, k, g: fn(p, s, x, t, k, guide=g),
+                   in_shardings=(rep, rep, dat, dat if t_batched else rep, rep, dat), out_shardings=dat)
+
+
+def restore_batch_on_mesh(mesh, model, params, schedule: Schedule, x_t, t, key: jax.Array, *, num_steps: int,
+                          sampler: str = "ddim", eta: float = 0.0, self_ensemble: int = 1, guide=None,
+                          guide_iters: int = 1) -> np.ndarray:
+    """:func:`restore_batch` with the batch split over the mesh's ``data`` axis.
+
+    ``x_t`` (B, H, W, C) and ``t`` (scalar or (B,)) are host arrays; B need not divide the device
+    count (the batch is padded). ``guide`` (optional) is a :class:`Guide` with one row per image
+    in every leaf (ref (B, H, W, C), rows (B, H, H), cols (B, W, W), strength (B,)), as tiles
+    have; it is padded and split like the batch. Deterministic DDIM (η = 0) gives the unsharded
+    result up to float rounding; stochastic samplers draw their noise for the padded batch, which
+    leaves the first B rows' draws unchanged (partitionable threefry) but is not guaranteed across
+    JAX versions. Returns a numpy array (B, H, W, C) on every process.
+    """
+    x_t, t, b = sharding.pad_batch(mesh, x_t, t)
+    if guide is not None:
+        leaves = [np.asarray(leaf, np.float32) for leaf in guide]
+        if any(leaf.ndim == 0 or leaf.shape[0] != b for leaf in leaves):
+            raise ValueError(f"a sharded guide needs one row per image ({b}) in every leaf, got shapes "
+                             f"{[leaf.shape for leaf in leaves]}")
+        guide = type(guide)(*(sharding.pad_rows(leaf, sharding.data_size(mesh)) for leaf in leaves))
+    fn = sharded_restore_fn(mesh, model, num_steps=int(num_steps), sampler=sampler, eta=float(eta),
+                            t_batched=t.ndim == 1, self_ensemble=int(self_ensemble), guide_iters=int(guide_iters))
+    return sharding.to_host(fn(params, schedule, x_t, t, key, guide))[:b]
+
+
+@functools.lru_cache(maxsize=None)
+def spatial_restore_fn(mesh, model, *, num_steps: int, sampler: str = "ddim", eta: float = 0.0,
+                       self_ensemble: int = 1, guide_iters: int = 1):
+    """The compiled :func:`restore_batch` with each image's rows split over ``data``:
+    ``fn(params, schedule, x_t, t, key, guide)``, everything replicated in and out."""
+    rows = sharding.height_sharding(mesh)
+
+    def fn(params, schedule, x_t, t, key, guide):  # guide: a Guide or None
+        # A constraint, not an input sharding: it also splits heights that the device count does
+        # not divide (XLA pads the last shard). The guide's projectors mix rows: left whole.
+        x_t = jax.lax.with_sharding_constraint(x_t, rows)
+        out = restore_batch(model, params, schedule, x_t, t, key, num_steps=num_steps, sampler=sampler,
+                            eta=eta, guide=guide, guide_iters=guide_iters, self_ensemble=self_ensemble)
+        return jax.lax.with_sharding_constraint(out, rows)
+
+    rep = sharding.replicated(mesh)
+    return jax.jit(fn, in_shardings=(rep,) * 6, out_shardings=rep)
+
+
+def restore_spatial(mesh, model, params, schedule: Schedule, x_t, t, key: jax.Array, *, num_steps: int,
+                    sampler: str = "ddim", eta: float = 0.0, self_ensemble: int = 1, guide=None,
+                    guide_iters: int = 1) -> np.ndarray:
+    """:func:`restore_batch` with each image's rows split over the mesh's ``data`` axis: the way to
+    spread *one* image (a batch of 1 cannot be split by batch) over several devices. XLA (GSPMD)
+    partitions every convolution by height and exchanges the border rows each needs from its
+    neighbour; GroupNorm's statistics and the guide's row projector become cross-device
+    reductions. Same result as the one-device call up to float rounding (speed:
+    benchmarks/scaling.py). ``guide`` (optional) is replicated. Returns a numpy array
+    (B, H, W, C) on every process.
+    """
+    fn = spatial_restore_fn(mesh, model, num_steps=int(num_steps), sampler=sampler, eta=float(eta),
+                            self_ensemble=int(self_ensemble), guide_iters=int(guide_iters))
+    return sharding.to_host(fn(params, schedule, np.asarray(x_t, np.float32), np.asarray(t, np.int32), key, guide))
+
+
+@functools.lru_cache(maxsize=None)
+def sharded_diffsr_fn(mesh, model, *, out_hw: tuple, num_steps: int, sampler: str = "ddim", eta: float = 0.0,
+                      t_batched: bool = False, self_ensemble: int = 1):
+    """The compiled :func:`diffsr_from_lr` with the batch split over ``data``:
+    ``fn(params, schedule, lr, t, key)``."""
+    fn = functools.partial(diffsr_from_lr, model, out_hw=out_hw, num_steps=num_steps, sampler=sampler, eta=eta,
+                           self_ensemble=self_ensemble)
+    rep, dat = sharding.replicated(mesh), sharding.batch_sharding(mesh)
+    return jax.jit(fn, in_shardings=(rep, rep, dat, dat if t_batched else rep, rep), out_shardings=dat)
+
+
+def diffsr_from_lr_on_mesh(mesh, model, params, schedule: Schedule, lr, t, key: jax.Array, *,
+                           out_hw: tuple[int, int], num_steps: int, sampler: str = "ddim", eta: float = 0.0,
+                           self_ensemble: int = 1) -> np.ndarray:
+    """Batch upscaling (:func:`diffsr_from_lr`: bicubic up, noise to t, restore) split over
+    ``data``; ``lr`` (B, h, w, C) in [-1, 1], ``t`` scalar or (B,). The injection noise is drawn
+    for the padded batch, whose first B rows equal the unpadded draw under JAX's default
+    partitionable threefry, so the result matches the unsharded call up to float rounding."""
+    lr, t, b = sharding.pad_batch(mesh, lr, t)
+    fn = sharded_diffsr_fn(mesh, model, out_hw=tuple(int(s) for s in out_hw), num_steps=int(num_steps),
+                           sampler=sampler, eta=float(eta), t_batched=t.ndim == 1, self_ensemble=int(self_ensemble))
+    return sharding.to_host(fn(params, schedule, lr, t, key))[:b]
 
 
 # ---------------------------------------------------------------------------------------------

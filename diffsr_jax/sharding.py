@@ -1,26 +1,25 @@
-"""Scaling out with JAX's own sharding: a device mesh, sharded training inputs, multi-host start-up,
-and sharded entry points for batch restoration and the PRF sweep.
+"""Scaling out with JAX's own sharding: a device mesh, shardings, per-process data, CPU devices and
+multi-host start-up. Generic: nothing here knows the model; the sharded inference programs are
+built by the modules that own them (:func:`diffsr_jax.pipeline.sharded_restore_fn`,
+:func:`diffsr_jax.sweep.sweep`) from these pieces.
 
 The mesh has a ``data`` axis (the batch is split over it) and a ``model`` axis (size 1 unless
 asked for; with ``shard_params`` the large parameter dimensions are split over it). Everything
 else is replicated and XLA (GSPMD) inserts the gradient all-reduce, so a sharded program computes
 the same function as the single-device one: results differ only by float summation order.
 
-The sharded inference entry points wrap the pure functions of :mod:`diffsr_jax.pipeline` and
-:mod:`diffsr_jax.prf` without changing them: inputs are padded to a multiple of the data-axis size
-(padded rows are computed and dropped; each image is independent, and the partitionable threefry
-PRNG draws the same values for the first rows of a longer array), then split over ``data``.
+Sharded inference pads its inputs to a multiple of the data-axis size (:func:`pad_batch`; padded
+rows are computed and dropped: each image is independent, and the partitionable threefry PRNG
+draws the same values for the first rows of a longer array), then splits them over ``data``.
 """
 
 from __future__ import annotations
 
-import functools
 import os
 import sys
 from typing import Any, Optional, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
@@ -102,8 +101,8 @@ def cpu_device_count(setting, global_batch: Optional[int] = None, *, cores: Opti
     divides ``global_batch`` (the batch is split over the devices; sharded inference pads instead,
     so it passes None). Why: XLA's CPU backend runs each op
     on a thread pool, and the CPU config's narrow convolutions keep two cores only ~65% busy; with
-    the batch split over one device per core each core runs whole ops on its own half and the
-    step is 1.12–1.58× faster on the 2-core host (benchmarks/scaling.py, results/scaling_cpu.txt).
+    the batch split over one device per core each core runs whole ops on its own half, which makes
+    the step faster (measured by benchmarks/scaling.py).
     Multi-process runs keep JAX's default under ``"auto"`` (their device count is the cluster's).
     Only CPU devices are affected: on a GPU/TPU machine the mesh is made of the accelerators.
     """
@@ -140,6 +139,14 @@ def use_cpu_devices(n: Optional[int], environ=None, *, strict: bool = True, note
                   "devices", file=sys.stderr)
         return None
     return int(n)
+
+
+def setup_cpu_devices(setting, *, note: bool = False) -> Optional[int]:
+    """What the entry points (infer.py, evaluate.py, calibrate.py) call before anything touches a
+    device: :func:`cpu_device_count` of ``setting`` ("auto" or N) applied with
+    :func:`use_cpu_devices` (not strict: a running JAX keeps its devices, with a note to stderr
+    when ``note``). ValueError for a bad setting."""
+    return use_cpu_devices(cpu_device_count(setting), strict=False, note=note)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -253,166 +260,15 @@ def pad_rows(x: np.ndarray, multiple: int) -> np.ndarray:
     return np.concatenate([x, np.repeat(x[-1:], extra, axis=0)]) if extra else x
 
 
-# ---------------------------------------------------------------------------------------------
-# Sharded inference (pipeline and prf are imported inside: training imports this module and
-# needs neither)
-
-
-@functools.lru_cache(maxsize=None)
-def _sharded_restore_fn(mesh: Mesh, model, num_steps: int, sampler: str, eta: float, t_batched: bool,
-                        self_ensemble: int = 1, guide_iters: int = 1):
-    # One compiled program per (mesh, model, statics), like pipeline.restore_batch_jit: a fresh
-    # jax.jit of a fresh partial each call would never hit jit's cache. The last argument is the
-    # guide or None (a None has no leaves, so its sharding is moot); a per-row Guide's every leaf
-    # (ref, rows, cols, strength) is split with its row.
-    from diffsr_jax import pipeline
-
-    fn = functools.partial(pipeline.restore_batch, model, num_steps=num_steps, sampler=sampler, eta=eta,
-                           self_ensemble=self_ensemble, guide_iters=guide_iters)
-    rep, dat = replicated(mesh), batch_sharding(mesh)
-    return jax.jit(lambda p, s, x, t, k, g: fn(p, s, x, t, k, guide=g),
-                   in_shardings=(rep, rep, dat, dat if t_batched else rep, rep, dat), out_shardings=dat)
-
-
-def _pad_batch(mesh: Mesh, x, t):
-    """Host batch x (B, ...) and t (scalar or (B,)) padded to a multiple of the data-axis size
-    → (x, t, B)."""
-    x = np.asarray(x, np.float32)
-    b, n = x.shape[0], data_size(mesh)
-    t = np.asarray(t, np.int32)
-    return pad_rows(x, n), (pad_rows(t, n) if t.ndim == 1 else t), b
-
-
-def restore_batch(mesh: Mesh, model, params, schedule, x_t, t, key: jax.Array, *, num_steps: int,
-                  sampler: str = "ddim", eta: float = 0.0, self_ensemble: int = 1, guide=None,
-                  guide_iters: int = 1) -> np.ndarray:
-    """:func:`pipeline.restore_batch` with the batch split over the mesh's ``data`` axis.
-
-    ``x_t`` (B, H, W, C) and ``t`` (scalar or (B,)) are host arrays; B need not divide the device
-    count (the batch is padded). ``guide`` (optional) is a :class:`pipeline.Guide` with one row per
-    image in every leaf (ref (B, H, W, C), rows (B, H, H), cols (B, W, W), strength (B,)), as
-    tiles have; it is padded and split like the batch. Deterministic DDIM (η = 0) gives the
-    unsharded result up to float rounding; stochastic samplers draw their noise for the padded
-    batch, which leaves the first B rows' draws unchanged (partitionable threefry) but is not
-    guaranteed across JAX versions. Returns a numpy array (B, H, W, C) on every process.
-    """
-    x_t, t, b = _pad_batch(mesh, x_t, t)
-    if guide is not None:
-        leaves = [np.asarray(leaf, np.float32) for leaf in guide]
-        if any(leaf.ndim == 0 or leaf.shape[0] != b for leaf in leaves):
-            raise ValueError(f"a sharded guide needs one row per image ({b}) in every leaf, got shapes "
-                             f"{[leaf.shape for leaf in leaves]}")
-        guide = type(guide)(*(pad_rows(leaf, data_size(mesh)) for leaf in leaves))
-    fn = _sharded_restore_fn(mesh, model, int(num_steps), sampler, float(eta), t.ndim == 1, int(self_ensemble),
-                             int(guide_iters))
-    return to_host(fn(params, schedule, x_t, t, key, guide))[:b]
-
-
 def height_sharding(mesh: Mesh) -> NamedSharding:
     """NHWC arrays with their rows (H) split over ``data``: one image spread over the devices."""
     return NamedSharding(mesh, P(None, DATA))
 
 
-@functools.lru_cache(maxsize=None)
-def _spatial_restore_fn(mesh: Mesh, model, num_steps: int, sampler: str, eta: float, self_ensemble: int,
-                        guide_iters: int):
-    from diffsr_jax import pipeline
-
-    rows = height_sharding(mesh)
-
-    def fn(params, schedule, x_t, t, key, guide):  # guide: a Guide or None
-        # A constraint, not an input sharding: it also splits heights that the device count does
-        # not divide (XLA pads the last shard). The guide's projectors mix rows: left whole.
-        x_t = jax.lax.with_sharding_constraint(x_t, rows)
-        out = pipeline.restore_batch(model, params, schedule, x_t, t, key, num_steps=num_steps, sampler=sampler,
-                                     eta=eta, guide=guide, guide_iters=guide_iters, self_ensemble=self_ensemble)
-        return jax.lax.with_sharding_constraint(out, rows)
-
-    rep = replicated(mesh)
-    return jax.jit(fn, in_shardings=(rep,) * 6, out_shardings=rep)
-
-
-def restore_spatial(mesh: Mesh, model, params, schedule, x_t, t, key: jax.Array, *, num_steps: int,
-                    sampler: str = "ddim", eta: float = 0.0, self_ensemble: int = 1, guide=None,
-                    guide_iters: int = 1) -> np.ndarray:
-    """:func:`pipeline.restore_batch` with each image's rows split over the mesh's ``data`` axis:
-    the way to spread *one* image (a batch of 1 cannot be split by batch) over several devices.
-    XLA (GSPMD) partitions every convolution by height and exchanges the border rows each needs
-    from its neighbour; GroupNorm's statistics and the guide's row projector become cross-device
-    reductions. Same result as the one-device call up to float rounding; on 2 CPU devices of a
-    2-core host a 5-step restore of one 256² image takes 0.42 s instead of 0.55 s (1.30×,
-    benchmarks/scaling.py). ``guide`` (optional) is replicated.
-    Returns a numpy array (B, H, W, C) on every process.
-    """
-    fn = _spatial_restore_fn(mesh, model, int(num_steps), sampler, float(eta), int(self_ensemble), int(guide_iters))
-    return to_host(fn(params, schedule, np.asarray(x_t, np.float32), np.asarray(t, np.int32), key, guide))
-
-
-def diffsr_from_lr(mesh: Mesh, model, params, schedule, lr, t, key: jax.Array, *, out_hw: tuple[int, int],
-                   num_steps: int, sampler: str = "ddim", eta: float = 0.0, self_ensemble: int = 1) -> np.ndarray:
-    """Batch upscaling (:func:`pipeline.diffsr_from_lr`: bicubic up, noise to t, restore) split
-    over ``data``; ``lr`` (B, h, w, C) in [-1, 1], ``t`` scalar or (B,). The injection noise is
-    drawn for the padded batch, whose first B rows equal the unpadded draw under JAX's default
-    partitionable threefry, so the result matches the unsharded call up to float rounding."""
-    lr, t, b = _pad_batch(mesh, lr, t)
-    fn = _sharded_diffsr_fn(mesh, model, tuple(int(s) for s in out_hw), int(num_steps), sampler, float(eta),
-                            t.ndim == 1, int(self_ensemble))
-    return to_host(fn(params, schedule, lr, t, key))[:b]
-
-
-@functools.lru_cache(maxsize=None)
-def _sharded_diffsr_fn(mesh: Mesh, model, out_hw: tuple, num_steps: int, sampler: str, eta: float,
-                       t_batched: bool, self_ensemble: int = 1):
-    from diffsr_jax import pipeline
-
-    fn = functools.partial(pipeline.diffsr_from_lr, model, out_hw=out_hw, num_steps=num_steps,
-                           sampler=sampler, eta=eta, self_ensemble=self_ensemble)
-    rep, dat = replicated(mesh), batch_sharding(mesh)
-    return jax.jit(fn, in_shardings=(rep, rep, dat, dat if t_batched else rep, rep), out_shardings=dat)
-
-
-def sweep(mesh: Mesh, model, params, schedule, hr_images, scales: Sequence[float], t_values, key: jax.Array,
-          num_steps: int, *, lpips=None, chunk: int = 16, sampler: str = "ddim", freq_cutoff: Optional[float] = None,
-          return_images: bool = False, consistency: float = 0.0, lift: str = "pinv", guide_iters: int = 1,
-          colour_fix: str = "none", degradation: str = "jax"):
-    """:func:`prf.sweep` with the (scale, t, image) grid split over ``data``: each device runs the
-    same compiled chunk loop (``prf``'s own core, inside ``shard_map``) on its share of the cells.
-    The consistency / colour-fix / degradation options are those of :func:`prf.sweep` (operators
-    replicated).
-
-    Cells are independent (a cell's noise comes from its image's key), so the result equals the
-    unsharded sweep up to float rounding. ``chunk`` is cells per device per step.
-    """
-    from diffsr_jax import prf
-
-    freq_cutoff = prf.FREQ_CUTOFF if freq_cutoff is None else float(freq_cutoff)
-    # Every device gets a whole number of chunks.
-    hr, t_values, x_up, cells = prf.sweep_grid(model, schedule, hr_images, scales, t_values, chunk * data_size(mesh),
-                                                 degradation)
-    S, Tn, N = len(scales), len(t_values), hr.shape[0]
-    cons = prf.consistency_data(hr, scales, consistency, lift, degradation) if consistency > 0 else None
-    sharded = _sharded_sweep_fn(mesh, model, int(num_steps), int(chunk), sampler,
-                                None if lpips is None else lpips.lpips, freq_cutoff, bool(return_images),
-                                cons is not None, int(guide_iters), colour_fix)
-    args = (params, schedule, x_up, hr, *map(jnp.asarray, cells), key, None if lpips is None else lpips.params)
-    metrics, images = sharded(*args, cons) if cons is not None else sharded(*args)
-    G = S * Tn * N
-    metrics = {k: to_host(v)[:G].reshape(S, Tn, N) for k, v in metrics.items()}
-    if images is not None:
-        images = to_host(images)[:G].reshape(S, Tn, N, *hr.shape[1:])
-    return prf.SweepResult(scales=tuple(float(s) for s in scales), t=t_values, metrics=metrics, images=images)
-
-
-@functools.lru_cache(maxsize=None)
-def _sharded_sweep_fn(mesh: Mesh, model, num_steps: int, chunk: int, sampler: str, lpips_module,
-                      freq_cutoff: float, return_images: bool, guided: bool = False, guide_iters: int = 1,
-                      colour_fix: str = "none"):
-    from diffsr_jax import prf
-
-    # prf's own jitted core (static arguments bound here) runs per device on its cells.
-    core = functools.partial(prf._sweep_core, model, num_steps=num_steps, chunk=chunk, sampler=sampler,
-                             lpips_module=lpips_module, freq_cutoff=freq_cutoff, return_images=return_images,
-                             guide_iters=guide_iters, colour_fix=colour_fix)
-    rep, dat = P(), P(DATA)
-    specs = (rep, rep, rep, rep, dat, dat, dat, rep, rep) + ((rep,) if guided else ())
-    return jax.jit(jax.shard_map(lambda *args: core(*args), mesh=mesh, in_specs=specs, out_specs=dat))
+def pad_batch(mesh: Mesh, x, t):
+    """Host batch x (B, ...) and t (scalar or (B,)) padded to a multiple of the data-axis size
+    → (x float32, t int32, B)."""
+    x = np.asarray(x, np.float32)
+    b, n = x.shape[0], data_size(mesh)
+    t = np.asarray(t, np.int32)
+    return pad_rows(x, n), (pad_rows(t, n) if t.ndim == 1 else t), b

@@ -19,7 +19,7 @@ import optax
 from diffsr_jax import autotune, checkpointing, sharding
 from diffsr_jax.losses import eps_loss
 from diffsr_jax.models import MODEL_KEYS, build_unet
-from diffsr_jax.schedules import Schedule, make_schedule
+from diffsr_jax.schedules import Schedule, schedule_from_spec
 
 
 class TrainingError(RuntimeError):
@@ -80,18 +80,13 @@ def build_model(config, conv_weight_grad: Optional[str] = None):
                       **model_hparams(config))
 
 
-def build_schedule_from_spec(spec: dict) -> Schedule:
-    return make_schedule(spec["name"], int(spec["T"]), float(spec.get("beta_start", 1e-4)),
-                         float(spec.get("beta_end", 0.02)))
-
-
 def learning_rate_schedule(tc) -> optax.Schedule:
     """Linear warm-up, then "constant", "cosine" (to 10% at num_steps) or "cooldown".
 
     "cooldown" (warmup-stable-decay): hold the rate, then decay it linearly to 0 over the last
     ``cooldown_steps`` of ``num_steps``. A constant-rate trunk can train indefinitely and be
     branched (``train.branch_from``) into a short cooldown whenever a checkpoint is to ship, while
-    the trunk itself keeps its constant rate for the next session.
+    the trunk itself keeps its constant rate and can be resumed.
     """
     warm = max(int(tc.warmup_steps), 0)
     if tc.lr_decay == "cosine":
@@ -187,8 +182,8 @@ WARM_START_FILE = "warm_start.json"
 
 
 def warm_start(state: TrainState, model_dir: str) -> TrainState:
-    """Params and EMA from an exported model (the repo ships EMA params only, so a later session
-    continues the campaign from them with a fresh optimizer state; the step count restarts)."""
+    """Params and EMA from an exported model (an export holds EMA params only, so training
+    continues from them with a fresh optimizer state; the step count restarts)."""
     params = checkpointing.load_params(model_dir, jax.eval_shape(lambda: state.params))
     return state.replace(params=params, ema_params=jax.tree.map(jnp.copy, params))
 
@@ -285,7 +280,7 @@ def train_and_evaluate(config, workdir: str, *, progress: bool = True,
             f.write(config.to_json(indent=2))
 
     model = build_model(config)
-    schedule = build_schedule_from_spec(schedule_spec(config))
+    schedule = schedule_from_spec(schedule_spec(config))
     optimizer = build_optimizer(tc)
     manager = checkpointing.make_manager(os.path.join(workdir, "checkpoints"),
                                          max_to_keep=int(tc.keep_checkpoints))

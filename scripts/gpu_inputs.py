@@ -1,12 +1,12 @@
-"""What a GPU training run on the lent device machine needs, in forms that travel (scripts/README.md).
+"""What a GPU training run needs, in forms easy to copy to the GPU machine and back (scripts/README.md).
 
 Used on both sides: here by ``scripts/pack_gpu_inputs.sh`` (pack), there by ``scripts/gpu_train.py``
 (load, batches, flat export) and here again by ``scripts/unpack_gpu_model.py``.
 
 - Training images -> one ``.npz`` (:func:`pack_images`, :func:`load_packed_images`). The photos are
-  stored as decoded uint8 HxWx3 arrays when the compressed file stays under the size limit, else as
+  stored as decoded uint8 HxWx3 arrays when the compressed file stays under ``max_mib``, else as
   their original file bytes (lossless: PNGs; JPEGs decode to the same pixels with the same decoder),
-  with the SHA-256 of the pixels this machine decoded, so the device can tell whether its Pillow
+  with the SHA-256 of the pixels this machine decoded, so the GPU machine can tell whether its Pillow
   decodes them identically. (For configs/cpu.py's 148 photos: decoded arrays ~ 120+ MiB compressed,
   re-encoded PNGs ~ 100 MiB, original files 27.6 MiB.)
 - Models -> a *flat model* folder: ``model.json`` (as exported) + ``params.msgpack`` (the params,
@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import collections
 import hashlib
-import io
 import json
 import os
 import shutil
@@ -131,11 +130,12 @@ def pack_images(folders, out_path: str, max_mib: float = 40.0, fmt: str = "auto"
 
 
 def _decode(blob: np.ndarray) -> np.ndarray:
-    from PIL import Image
-
-    with Image.open(io.BytesIO(blob.tobytes())) as im:
-        im.load()
-        return np.ascontiguousarray(_data()._to_rgb_array(im))  # what data.load_image_rgb returns
+    # data.load_image_rgb (the library's one decoder) reads files: decode via a temporary file.
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "image")
+        with open(path, "wb") as fh:
+            fh.write(blob.tobytes())
+        return _data().load_image_rgb(path)
 
 
 def load_packed_images(path: str, verify: bool = True) -> tuple[list[np.ndarray], dict]:
@@ -255,8 +255,8 @@ class ProcessBatches:
 
     Each worker has its own pipe and takes every ``workers``-th step, so its answers arrive in the
     order they are wanted. Not ``multiprocessing.Pool``: its ``terminate()`` can hang for good when
-    a worker is stopped mid-task (CPython issues #73945, #78178, #96995), which once held a CI run
-    until its time ran out; a worker here that does not stop when asked is killed.
+    a worker is stopped mid-task (CPython issues #73945, #78178, #96995), holding the run until it is
+    killed from outside; a worker here that does not stop when asked is killed.
     """
 
     def __init__(self, npz_path: str, *, start_step: int, workers: int, batch_size: int, crop_size: int,
@@ -363,7 +363,7 @@ class ProcessBatches:
                 conn.send(None)
             except OSError:  # that worker is gone already
                 pass
-        # One deadline for all of them (not join_timeout_s each: the GPU run has ~14 workers), then
+        # One deadline for all of them (not join_timeout_s each: the GPU run has cpu_count - 2), then
         # stop what is still busy (e.g. blocked sending a batch nobody reads).
         deadline = time.monotonic() + join_timeout_s
         for proc, _ in self._workers:

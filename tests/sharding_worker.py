@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 
 from configs import tiny  # noqa: E402
 from conftest import random_params  # noqa: E402
-from diffsr_jax import api, checkpointing, pipeline, prf, sharding, train_lib  # noqa: E402
+from diffsr_jax import api, checkpointing, noise_table, pipeline, schedules, sharding, sweep, train_lib  # noqa: E402
 
 STEPS, BATCH, HW = 3, 8, 16
 
@@ -37,7 +37,7 @@ def tiny_setup():
     c.model.update(dict(channel_mult=(1,), num_middle_blocks=1))
     model = train_lib.build_model(c)
     optimizer = train_lib.build_optimizer(c.train)
-    schedule = train_lib.build_schedule_from_spec(train_lib.schedule_spec(c))
+    schedule = schedules.schedule_from_spec(train_lib.schedule_spec(c))
     return c, model, optimizer, schedule
 
 
@@ -124,30 +124,30 @@ def check_inference(out, model, schedule):
     key = jax.random.key(7)
     ref = np.asarray(pipeline.restore_batch_jit(model, params, schedule, jnp.asarray(x_t), jnp.asarray(t), key,
                                                 num_steps=3))
-    got = sharding.restore_batch(mesh, model, params, schedule, x_t, t, key, num_steps=3)
+    got = pipeline.restore_batch_on_mesh(mesh, model, params, schedule, x_t, t, key, num_steps=3)
     out["restore_batch"] = {"diff": float(np.max(np.abs(got - ref))), "shape": list(got.shape)}
 
     lr = np.clip(rng.normal(scale=0.5, size=(3, 8, 8, 3)), -1, 1).astype(np.float32)
     ref = np.asarray(jax.jit(pipeline.diffsr_from_lr, static_argnames=("model", "out_hw", "num_steps"))(
         model, params, schedule, jnp.asarray(lr), jnp.int32(40), key, out_hw=(HW, HW), num_steps=2))
-    got = sharding.diffsr_from_lr(mesh, model, params, schedule, lr, 40, key, out_hw=(HW, HW), num_steps=2)
+    got = pipeline.diffsr_from_lr_on_mesh(mesh, model, params, schedule, lr, 40, key, out_hw=(HW, HW), num_steps=2)
     out["diffsr_from_lr"] = {"diff": float(np.max(np.abs(got - ref))), "shape": list(got.shape)}
 
     hr = rng.uniform(0, 1, (2, HW, HW, 3)).astype(np.float32)
     grid = np.array([0, 20, 50], np.int32)  # 2 scales x 3 t x 2 images = 12 cells, padded to 16
-    ref = prf.sweep(model, params, schedule, hr, (2.0, 4.0), grid, key, num_steps=2, chunk=2)
-    got = sharding.sweep(mesh, model, params, schedule, hr, (2.0, 4.0), grid, key, num_steps=2, chunk=2)
+    ref = sweep.sweep(model, params, schedule, hr, (2.0, 4.0), grid, key, num_steps=2, chunk=2)
+    got = sweep.sweep(model, params, schedule, hr, (2.0, 4.0), grid, key, num_steps=2, chunk=2, mesh=mesh)
     out["sweep"] = {k: float(np.nanmax(np.abs(got.metrics[k] - ref.metrics[k]))) for k in ("psnr", "ssim", "hf_err")}
     out["sweep"]["shape"] = list(got.metrics["psnr"].shape)
-    ref = prf.sweep(model, params, schedule, hr, (2.0, 4.0), grid, key, num_steps=2, chunk=2, consistency=1.0)
-    got = sharding.sweep(mesh, model, params, schedule, hr, (2.0, 4.0), grid, key, num_steps=2, chunk=2,
-                         consistency=1.0)
+    ref = sweep.sweep(model, params, schedule, hr, (2.0, 4.0), grid, key, num_steps=2, chunk=2, consistency=1.0)
+    got = sweep.sweep(model, params, schedule, hr, (2.0, 4.0), grid, key, num_steps=2, chunk=2,
+                      consistency=1.0, mesh=mesh)
     out["sweep_consistent"] = {k: float(np.nanmax(np.abs(got.metrics[k] - ref.metrics[k]))) for k in ("psnr", "ssim")}
 
     # api.upscale_array's tiles split over the mesh (plain and data-consistent): 3x3 tiles in
     # batches of 3, rounded up to 8 per call (two calls, the second padded).
     loaded = api.LoadedModel(model=model, params=params, schedule=schedule, meta={},
-                             noise_table=dict(api.FALLBACK_NOISE_TABLE), directory="")
+                             noise_table=noise_table.fallback(), directory="")
     img = rng.uniform(0, 1, (12, 12, 3)).astype(np.float32)
     # ... and a whole image split by rows (36 rows: not a multiple of 8 devices).
     for name, strength, tile, out_hw in (("tiles", 0.0, 16, (32, 32)), ("tiles_consistent", 1.0, 16, (32, 32)),

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from diffsr_jax import api, checkpointing, pipeline
+from diffsr_jax import api, checkpointing, defaults, pipeline
 
 
 def smooth_image(h, w, seed=0):
@@ -87,7 +87,7 @@ def test_default_steps_follow_the_modes_calibrated_table(model):
     _, given = api.upscale_array(img, (16, 16), model=m, steps=1)
     assert (plain["steps"], cons["steps"], given["steps"]) == (3, 4, 1)
     bare = dataclasses.replace(model, noise_table={"scales": [2], "noise_fraction": [0.1]})
-    assert api.default_steps(bare, consistent=True) == api.DEFAULT_STEPS
+    assert api.default_steps(bare, consistent=True) == defaults.DEFAULT_STEPS
 
 
 def test_default_sampler_follows_the_modes_calibrated_table(model):
@@ -96,7 +96,7 @@ def test_default_sampler_follows_the_modes_calibrated_table(model):
     table = {"scales": [2, 4], "noise_fraction": [0.1, 0.2], "calibration": {"steps": 2, "sampler": "ddim-quad"},
              "modes": {"consistent": {"scales": [2, 4], "noise_fraction": [0.2, 0.3], "calibration": {"steps": 2}}}}
     m = dataclasses.replace(model, noise_table=table)
-    assert api.default_sampler(m) == "ddim-quad" and api.default_sampler(m, consistent=True) == api.DEFAULT_SAMPLER
+    assert api.default_sampler(m) == "ddim-quad" and api.default_sampler(m, consistent=True) == defaults.DEFAULT_SAMPLER
     img = smooth_image(8, 8)
     _, plain = api.upscale_array(img, (16, 16), model=m, consistency=0.0)
     _, given = api.upscale_array(img, (16, 16), model=m, sampler="ddpm")
@@ -104,7 +104,7 @@ def test_default_sampler_follows_the_modes_calibrated_table(model):
     with pytest.raises(ValueError, match="sampler"):
         api.upscale_array(img, (16, 16), model=m, sampler="euler")
     odd = dataclasses.replace(model, noise_table=dict(table, calibration={"sampler": "heun"}))
-    assert api.default_sampler(odd) == api.DEFAULT_SAMPLER
+    assert api.default_sampler(odd) == defaults.DEFAULT_SAMPLER
 
 
 def test_upscale_keeps_dtype_and_channels(model):

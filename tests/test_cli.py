@@ -24,7 +24,7 @@ def _bicubic(image, out_hw):
 
 
 class FakeApi(types.ModuleType):
-    """Implements the api contract: load_model / upscale_array / DEFAULT_CHECKPOINT."""
+    """Implements the api contract: load_model / upscale_array(options=InferenceOptions) / DEFAULT_CHECKPOINT."""
 
     def __init__(self):
         super().__init__("diffsr_jax.api")
@@ -49,15 +49,12 @@ class FakeApi(types.ModuleType):
     def local_mesh(self):
         return self.mesh
 
-    def upscale_array(self, image, out_hw, *, model, noise=("auto", None), steps=None, seed=0,
-                      tile=None, tile_overlap=32, tile_batch=4, progress=False, consistency=None, lift=None,
-                      colour_fix=None, self_ensemble=None, sampler=None, mesh=None):
+    def upscale_array(self, image, out_hw, *, model, options, progress=False, mesh=None):
         assert isinstance(model, self.LoadedModel)
         assert image.dtype == np.float32 and image.ndim == 3 and image.shape[2] == 3
-        self.calls.append(dict(shape=image.shape[:2], out_hw=tuple(out_hw), noise=noise,
-                               steps=steps, seed=seed, tile=tile, tile_overlap=tile_overlap,
-                               progress=progress, consistency=consistency, lift=lift, colour_fix=colour_fix,
-                               self_ensemble=self_ensemble, sampler=sampler, mesh=mesh))
+        self.calls.append(dict(shape=image.shape[:2], out_hw=tuple(out_hw), progress=progress, mesh=mesh,
+                               **options.as_dict()))
+        steps, self_ensemble = options.steps, options.self_ensemble
         if image.shape[:2] in self.fail_on:
             raise RuntimeError("RESOURCE_EXHAUSTED: out of memory\nlong XLA details")
         return _bicubic(image, out_hw), {"t": 400, "noise_fraction": 0.4, "steps": steps or 25,

@@ -162,11 +162,11 @@ def test_bad_options_fail_clearly(model):
 
 
 def test_sweep_consistency_mode_is_consistent_and_traced_once(model):
-    from diffsr_jax import prf
+    from diffsr_jax import sweep
 
     hr = np.stack([smooth_image(24, 24, seed=i) for i in range(2)])
-    prf.TRACES["sweep"] = 0
-    res = {lam: prf.sweep(model.model, model.params, model.schedule, hr, [2.0, 3.0], [0, 30, 60], jax.random.key(0),
+    sweep.TRACES["sweep"] = 0
+    res = {lam: sweep.sweep(model.model, model.params, model.schedule, hr, [2.0, 3.0], [0, 30, 60], jax.random.key(0),
                           2, chunk=4, consistency=lam, return_images=True) for lam in (0.0, 1.0)}
     for si, s in enumerate([2.0, 3.0]):
         lr_hw = (round(24 / s),) * 2
@@ -176,4 +176,4 @@ def test_sweep_consistency_mode_is_consistent_and_traced_once(model):
             assert resid(res[1.0].images[si, ti]) < (1e-4 if ti == 0 else 0.02)  # clipping to [0, 1] only
             if ti > 0:
                 assert resid(res[1.0].images[si, ti]) < 0.2 * resid(res[0.0].images[si, ti])
-    assert prf.TRACES["sweep"] == 2  # plain and consistent: one trace each, for all scales and t
+    assert sweep.TRACES["sweep"] == 2  # plain and consistent: one trace each, for all scales and t

@@ -104,6 +104,6 @@ def test_sharded_restore_passes_the_size_through(model):
     t = model.num_timesteps // 3
     want = pipeline.restore_batch_jit(model.model, model.params, model.schedule, jnp.asarray(x_t),
                                       jnp.full((2,), t, jnp.int32), jax.random.key(7), num_steps=2, self_ensemble=4)
-    got = sharding.restore_batch(mesh, model.model, model.params, model.schedule, x_t, t, jax.random.key(7),
+    got = pipeline.restore_batch_on_mesh(mesh, model.model, model.params, model.schedule, x_t, t, jax.random.key(7),
                                  num_steps=2, self_ensemble=4)
     np.testing.assert_allclose(got, np.asarray(want), rtol=1e-4, atol=1e-4)

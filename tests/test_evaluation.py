@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from diffsr_jax import ablations, evaluation as ev
+from diffsr_jax import ablations, eval_methods, protocols, reports
+from diffsr_jax import evaluation as ev
 from diffsr_jax.metrics import FID_UNAVAILABLE
+from diffsr_jax.options import InferenceOptions
 
 
 def photo(h, w, seed=0):
@@ -23,12 +25,12 @@ def photo(h, w, seed=0):
 
 def plugin_identity_bicubic(lr, target_hw):
     """A user method imported by name in a test ("test_evaluation:plugin_identity_bicubic")."""
-    return ev.pil_resize_float(lr, target_hw, "bicubic")
+    return protocols.pil_resize_float(lr, target_hw, "bicubic")
 
 
 @pytest.mark.parametrize("scale", [1.6, 2.0, 2.7, 3.5, 4.0, 4.5, 8.0])
 def test_paper_protocol_sizes(scale):
-    hr, lr = ev.paper_protocol(photo(300, 200), scale)
+    hr, lr = protocols.paper_protocol(photo(300, 200), scale)
     n = round(256 / scale)
     assert hr.shape == (256, 256, 3) and lr.shape == (n, n, 3)
     for a in (hr, lr):  # 8-bit values, as saved PNGs would be
@@ -38,17 +40,17 @@ def test_paper_protocol_sizes(scale):
 def test_paper_protocol_crops_the_centre():
     img = np.zeros((100, 300, 3), np.float32)
     img[:, 100:200] = 1.0  # the centre square is white, the sides black
-    hr, _ = ev.paper_protocol(img, 2.0, size=64)
+    hr, _ = protocols.paper_protocol(img, 2.0, size=64)
     assert hr.min() == 1.0
 
 
 def test_native_protocol_keeps_exact_size():
-    hr, lr = ev.native_protocol(photo(37, 53), 2.7)
+    hr, lr = protocols.native_protocol(photo(37, 53), 2.7)
     assert hr.shape == (37, 53, 3) and lr.shape == (14, 20, 3)  # round(37/2.7), round(53/2.7)
     with pytest.raises(ValueError, match="scale"):
-        ev.lr_size((10, 10), 0)
+        protocols.lr_size((10, 10), 0)
     with pytest.raises(ValueError, match="RGB"):
-        ev.native_protocol(photo(8, 8)[..., 0], 2)
+        protocols.native_protocol(photo(8, 8)[..., 0], 2)
 
 
 def test_load_dataset_folder_range_and_limit(image_folder):
@@ -65,26 +67,26 @@ def test_load_dataset_folder_range_and_limit(image_folder):
 
 
 def test_peer_model_choice_follows_the_nearest_integer():
-    assert ev.nearest_model_scale([2, 3, 4], 2.7) == 3
-    assert ev.nearest_model_scale([2, 4, 8], 2.7) == 2   # LapSRN: no ×3
-    assert ev.nearest_model_scale([2, 4, 8], 3.0) == 4   # tie → the larger model, then shrink
-    assert ev.nearest_model_scale([2, 3, 4], 1.6) == 2
-    assert ev.nearest_model_scale([2, 3, 4], 4.5) == 4
+    assert eval_methods.nearest_model_scale([2, 3, 4], 2.7) == 3
+    assert eval_methods.nearest_model_scale([2, 4, 8], 2.7) == 2   # LapSRN: no ×3
+    assert eval_methods.nearest_model_scale([2, 4, 8], 3.0) == 4   # tie → the larger model, then shrink
+    assert eval_methods.nearest_model_scale([2, 3, 4], 1.6) == 2
+    assert eval_methods.nearest_model_scale([2, 3, 4], 4.5) == 4
 
 
 def test_rank_marks_best_and_second():
-    assert ev.rank_marks([1.0, 3.0, 2.0, 3.0], True, 2) == ["", "best", "second", "best"]
-    assert ev.rank_marks([0.3, 0.1, 0.2], False, 2) == ["", "best", "second"]
+    assert reports.rank_marks([1.0, 3.0, 2.0, 3.0], True, 2) == ["", "best", "second", "best"]
+    assert reports.rank_marks([0.3, 0.1, 0.2], False, 2) == ["", "best", "second"]
     # compared at the shown precision: 0.12344 and 0.12341 tie at 4 digits
-    assert ev.rank_marks([0.12344, 0.12341, 0.2], False, 4) == ["best", "best", "second"]
-    assert ev.rank_marks([FID_UNAVAILABLE, float("nan"), 1.0], False, 3) == ["", "", "best"]
+    assert reports.rank_marks([0.12344, 0.12341, 0.2], False, 4) == ["best", "best", "second"]
+    assert reports.rank_marks([FID_UNAVAILABLE, float("nan"), 1.0], False, 3) == ["", "", "best"]
 
 
 def test_table_marks_the_right_cells():
     summary = [{"dataset": d, "scale": 2.0, "method": m, "psnr_rgb": p, "lpips_alex": l, "fid": FID_UNAVAILABLE}
                for d in ("A", "B")
                for m, p, l in [("m1", 30.0, 0.30), ("m2", 32.0, 0.20), ("m3", 31.0, 0.10)]]
-    md = ev.table1_markdown(summary, 2.0, ["A", "B"], ["m1", "m2", "m3"], ["fid", "psnr_rgb", "lpips_alex"])
+    md = reports.table1_markdown(summary, 2.0, ["A", "B"], ["m1", "m2", "m3"], ["fid", "psnr_rgb", "lpips_alex"])
     rows = {line.split(" | ")[0].strip("| "): line for line in md.splitlines()[2:]}
     assert "| **32.00** |" in rows["m2"] and "<u>0.2000</u>" in rows["m2"]
     assert "<u>31.00</u>" in rows["m3"] and "**0.1000**" in rows["m3"]
@@ -93,61 +95,59 @@ def test_table_marks_the_right_cells():
 
 
 def test_methods_registry_plugins_and_errors():
-    ms = ev.build_methods(["nearest", "lanczos", "test_evaluation:plugin_identity_bicubic"])
+    ms = eval_methods.build_methods(["nearest", "lanczos", "test_evaluation:plugin_identity_bicubic"])
     assert list(ms.methods) == ["nearest", "lanczos", "test_evaluation:plugin_identity_bicubic"]
     lr = photo(10, 12)
     for fn in ms.methods.values():
         assert fn(lr, (27, 32)).shape == (27, 32, 3)
-    ev.register_method("mine", plugin_identity_bicubic)
-    assert ev.build_methods(["mine"]).methods["mine"] is plugin_identity_bicubic
+    eval_methods.register_method("mine", plugin_identity_bicubic)
+    assert eval_methods.build_methods(["mine"]).methods["mine"] is plugin_identity_bicubic
     with pytest.raises(ValueError, match="unknown method"):
-        ev.build_methods(["bogus"])
+        eval_methods.build_methods(["bogus"])
     with pytest.raises(ValueError, match="cannot import"):
-        ev.build_methods(["nowhere.module:fn"])
-    skipped = ev.build_methods(["fsrcnn"], peer_dir="/nonexistent").skipped
+        eval_methods.build_methods(["nowhere.module:fn"])
+    skipped = eval_methods.build_methods(["fsrcnn"], peer_dir="/nonexistent").skipped
     assert "fsrcnn" in skipped
 
 
-def test_diffsr_names_and_kwarg_passthrough(monkeypatch):
+def test_diffsr_names_and_option_passthrough(monkeypatch):
     from diffsr_jax import api
+    from diffsr_jax.options import InferenceOptions
 
-    assert ev.parse_diffsr_name("diffsr") == ("auto", {})
-    assert ev.parse_diffsr_name("diffsr@t=100") == ("t=100", {})
-    assert ev.parse_diffsr_name("diffsr-cons@0.3") == ("0.3", {"consistency": 1.0, "colour_fix": "none"})
-    assert ev.parse_diffsr_name("bicubic") is None
-    assert ev.parse_diffsr_name("diffsr-cons-ens4@t=9") == ("t=9", {"consistency": 1.0, "colour_fix": "none",
-                                                                      "self_ensemble": 4})
-    assert ev.parse_diffsr_name("bicubic-ens2") is None
+    paper = {"consistency": 0.0, "colour_fix": "none"}
+    assert eval_methods.parse_diffsr_name("diffsr") == {**paper, "noise": ("auto", None)}
+    assert eval_methods.parse_diffsr_name("diffsr@t=100") == {**paper, "noise": ("step", 100)}
+    assert eval_methods.parse_diffsr_name("diffsr-cons@0.3") == {"consistency": 1.0, "colour_fix": "none",
+                                                                 "noise": ("fraction", 0.3)}
+    assert eval_methods.parse_diffsr_name("bicubic") is None
+    assert eval_methods.parse_diffsr_name("diffsr-cons-ens4@t=9") == {"consistency": 1.0, "colour_fix": "none",
+                                                                      "self_ensemble": 4, "noise": ("step", 9)}
+    assert eval_methods.parse_diffsr_name("bicubic-ens2") is None
     with pytest.raises(ValueError, match="self-ensemble size"):
-        ev.parse_diffsr_name("diffsr-ens3")
+        eval_methods.parse_diffsr_name("diffsr-ens3")
     seen = []
 
-    def fake_upscale_array(image, out_hw, *, model, noise, steps, seed, tile, consistency=0.0, colour_fix="none",
-                           self_ensemble=1):
-        seen.append(dict(noise=noise, steps=steps, consistency=consistency, colour_fix=colour_fix,
-                         self_ensemble=self_ensemble))
-        return np.zeros((*out_hw, 3), np.float32), {"t": 7, "steps": steps or 10}
+    def fake_upscale_array(image, out_hw, *, model, options, mesh=None):
+        seen.append(options)
+        return np.zeros((*out_hw, 3), np.float32), {"t": 7, "steps": options.steps or 10}
 
     class FakeModel:
         num_timesteps = 100
 
     monkeypatch.setattr(api, "upscale_array", fake_upscale_array)
-    ms = ev.build_methods(["diffsr", "diffsr@t=30", "diffsr-cons-colour", "diffsr-ens8"], model_loader=FakeModel,
-                          steps=3)
+    ms = eval_methods.build_methods(["diffsr", "diffsr@t=30", "diffsr-cons-colour", "diffsr-ens8"],
+                                    model_loader=FakeModel, options=InferenceOptions(steps=3))
     for fn in ms.methods.values():
         fn(photo(8, 8), (16, 16))
-    assert seen[0] == dict(noise=("auto", None), steps=3, consistency=0.0, colour_fix="none", self_ensemble=1)
+    base = dict(noise=("auto", None), steps=3, consistency=0.0, colour_fix="none", tile=0)
+    assert all(getattr(seen[0], k) == v for k, v in base.items()) and seen[0].self_ensemble is None
     # plain Diff-SR with an ensemble is still the paper's method (consistency off), averaged
-    assert seen[3] == dict(noise=("auto", None), steps=3, consistency=0.0, colour_fix="none", self_ensemble=8)
-    assert seen[1]["noise"] == ("step", 30)
-    assert seen[2]["consistency"] == 1.0 and seen[2]["colour_fix"] == "wavelet"
+    assert all(getattr(seen[3], k) == v for k, v in base.items()) and seen[3].self_ensemble == 8
+    assert seen[1].noise == ("step", 30)
+    assert seen[2].consistency == 1.0 and seen[2].colour_fix == "wavelet"
     assert ms.methods["diffsr"].note == "t=7/100, 3 DDIM steps"
     with pytest.raises(ValueError, match="Diff-SR"):
-        ev.build_methods(["diffsr@2.5"], model_loader=FakeModel)
-
-    monkeypatch.setattr(ev, "upscale_array_accepts", lambda *names: False)  # an api without issue 6's modes
-    ms = ev.build_methods(["diffsr-cons", "diffsr"], model_loader=FakeModel)
-    assert list(ms.methods) == ["diffsr"] and "consistency" in ms.skipped["diffsr-cons"]
+        eval_methods.build_methods(["diffsr@2.5"], model_loader=FakeModel)
 
 
 @pytest.fixture()
@@ -158,8 +158,8 @@ def tiny_model(model):
 
 def test_end_to_end_tables_csv_and_grids(tiny_model, tmp_path):
     data = {"tiny": [(str(i), photo(24, 32, seed=i)) for i in range(2)]}
-    ms = ev.build_methods(["bicubic", "diffsr@t=10", "test_evaluation:plugin_identity_bicubic"],
-                          model_loader=lambda: tiny_model, steps=2)
+    ms = eval_methods.build_methods(["bicubic", "diffsr@t=10", "test_evaluation:plugin_identity_bicubic"],
+                          model_loader=lambda: tiny_model, options=InferenceOptions(steps=2))
     result = ev.evaluate(data, [2.0], ms.methods, ev.MetricSuite(lpips_nets=()), protocol="native",
                          progress=False)
     assert len(result.rows) == 2 * 3 and len(result.summary) == 3
@@ -169,12 +169,12 @@ def test_end_to_end_tables_csv_and_grids(tiny_model, tmp_path):
     # the plug-in is bicubic under another name: identical numbers
     by = {r["method"]: r for r in result.summary}
     assert by["bicubic"]["psnr_rgb"] == by["test_evaluation:plugin_identity_bicubic"]["psnr_rgb"]
-    md = ev.report_markdown(result, [2.0], ["tiny"], list(ms.methods))
+    md = reports.report_markdown(result, [2.0], ["tiny"], list(ms.methods))
     assert "FID: unavailable" in md and "LPIPS-Alex" not in md  # not computed → no column
     assert "t=10/100, 2 DDIM steps" in md
-    ev.write_csv(str(tmp_path / "t.csv"), result.summary)
+    reports.write_csv(str(tmp_path / "t.csv"), result.summary)
     assert open(tmp_path / "t.csv").readline().startswith("dataset,scale,method")
-    (grid,) = ev.write_grids(result, str(tmp_path / "grids"))
+    (grid,) = reports.write_grids(result, str(tmp_path / "grids"))
     w, h = Image.open(grid).size
     assert w == 32 * 5 and h > 2 * 24  # LR, three methods, HR; two rows
 
@@ -182,7 +182,7 @@ def test_end_to_end_tables_csv_and_grids(tiny_model, tmp_path):
 def test_zoom_box_finds_the_texture():
     img = np.zeros((64, 64, 3), np.float32)
     img[40:56, 8:24] = np.random.default_rng(0).uniform(size=(16, 16, 3))
-    y, x, side = ev.zoom_box(img)
+    y, x, side = reports.zoom_box(img)
     assert side == 16 and abs(y - 40) <= 2 and abs(x - 8) <= 2
 
 
@@ -228,7 +228,7 @@ def test_peer_unavailable_reason_refuses_opencv_5(monkeypatch, tmp_path, version
     fake_cv2.__version__ = version
     fake_cv2.dnn_superres = object()
     monkeypatch.setitem(sys.modules, "cv2", fake_cv2)
-    reason = ev.peer_unavailable_reason(str(tmp_path))
+    reason = eval_methods.peer_unavailable_reason(str(tmp_path))
     if usable:
         assert reason is None
     else:

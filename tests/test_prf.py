@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from configs import tiny as tiny_config_module
-from diffsr_jax import pipeline, prf, train_lib
+from diffsr_jax import calibration, loading, metrics, noise_table, pipeline, prf, protocols, schedules, sweep, train_lib
 from diffsr_jax.schedules import make_schedule
 from conftest import random_params
 
@@ -24,7 +24,7 @@ def tiny():
     c = tiny_cfg()
     model = train_lib.build_model(c)
     params = random_params(model)
-    return model, params, train_lib.build_schedule_from_spec(train_lib.schedule_spec(c))
+    return model, params, schedules.schedule_from_spec(train_lib.schedule_spec(c))
 
 
 def tiny_cfg():
@@ -55,11 +55,11 @@ def analytic(tiny):
 @pytest.fixture(scope="module")
 def swept(tiny):
     model, params, schedule = tiny
-    before = prf.TRACES["sweep"]
+    before = sweep.TRACES["sweep"]
     hr = textured_images(2, 16, seed=3)
-    res = prf.sweep(model, params, schedule, hr, SCALES, T_GRID, jax.random.key(5), num_steps=2, chunk=7,
+    res = sweep.sweep(model, params, schedule, hr, SCALES, T_GRID, jax.random.key(5), num_steps=2, chunk=7,
                     return_images=True)
-    return hr, res, prf.TRACES["sweep"] - before
+    return hr, res, sweep.TRACES["sweep"] - before
 
 
 # ---------------------------------------------------------------------------------------------
@@ -162,10 +162,10 @@ def test_sweep_traces_once_for_8t_by_3_scales(tiny, swept):
     hr, res, traces = swept
     assert traces == 1 and len(res.t) == 8 and len(res.scales) == 3
     assert res.metrics["psnr"].shape == (3, 8, 2) and res.images.shape == (3, 8, 2, 16, 16, 3)
-    before = prf.TRACES["sweep"]
-    other = prf.sweep(model, params, schedule, hr, (2.5, 3.5, 6.0), T_GRID[::-1] + 3, jax.random.key(6),
+    before = sweep.TRACES["sweep"]
+    other = sweep.sweep(model, params, schedule, hr, (2.5, 3.5, 6.0), T_GRID[::-1] + 3, jax.random.key(6),
                       num_steps=2, chunk=7, return_images=True)
-    assert prf.TRACES["sweep"] == before  # new scales and t values: same executable
+    assert sweep.TRACES["sweep"] == before  # new scales and t values: same executable
     assert np.all(np.isfinite(other.metrics["psnr"]))
 
 
@@ -176,11 +176,11 @@ def test_sweep_cells_equal_single_runs(tiny, swept):
     key = jax.random.key(5)
     # t = 0 (bicubic), a middle cell, and the very last cell (in the padded chunk).
     for si, ti, n in [(0, 0, 0), (1, 4, 1), (2, 7, 1)]:
-        x_up = prf.degrade(jnp.asarray(hr[n:n + 1]), SCALES[si])
-        alone = run(model, params, schedule, x_up, jnp.array([T_GRID[ti]]), prf.cell_key(key, n), num_steps=2)
+        x_up = protocols.degrade(jnp.asarray(hr[n:n + 1]), SCALES[si])
+        alone = run(model, params, schedule, x_up, jnp.array([T_GRID[ti]]), sweep.cell_key(key, n), num_steps=2)
         alone01 = (np.clip(np.asarray(alone[0]), -1, 1) + 1) / 2
         np.testing.assert_allclose(res.images[si, ti, n], alone01, atol=2e-5)
-        m = prf.cell_metrics(jnp.asarray(alone01[None]), jnp.asarray(hr[n:n + 1]))
+        m = sweep.cell_metrics(jnp.asarray(alone01[None]), jnp.asarray(hr[n:n + 1]))
         for name in ("psnr", "ssim", "lf_err", "hf_err"):
             np.testing.assert_allclose(res.metrics[name][si, ti, n], float(m[name][0]), rtol=1e-3, atol=1e-5)
     assert np.isnan(res.metrics["lpips"]).all()  # no LPIPS module given
@@ -189,73 +189,72 @@ def test_sweep_cells_equal_single_runs(tiny, swept):
 def test_frequency_errors_split_bands():
     rng = np.random.default_rng(0)
     ref = jnp.asarray(rng.uniform(size=(1, 32, 32, 3)), jnp.float32)
-    lf, hf = prf.frequency_errors(ref, ref)
+    lf, hf = metrics.frequency_errors(ref, ref)
     assert float(lf[0]) == 0 and float(hf[0]) == 0
     # Keep only the low band: the low error is ~0 and the high error is exactly 1 (all detail gone).
     r = np.sqrt(np.fft.fftfreq(32)[:, None] ** 2 + np.fft.fftfreq(32)[None, :] ** 2)
     low = np.real(np.fft.ifft2(np.fft.fft2(np.asarray(ref), axes=(1, 2)) * (r <= 0.125)[None, :, :, None],
                                axes=(1, 2)))
-    lf, hf = prf.frequency_errors(jnp.asarray(low, jnp.float32), ref)
+    lf, hf = metrics.frequency_errors(jnp.asarray(low, jnp.float32), ref)
     assert float(lf[0]) < 1e-6 and float(hf[0]) == pytest.approx(1.0, abs=1e-4)
 
 
 def test_empirical_fields():
     lp = np.array([[0.30, 0.25, 0.25, 0.40], [0.50, 0.45, 0.40, 0.60]])[..., None]
-    res = prf.SweepResult(scales=(2.0, 4.0), t=np.array([0, 10, 20, 40]), metrics={"lpips": lp}, images=None)
-    f = prf.empirical_fields(res)
+    res = sweep.SweepResult(scales=(2.0, 4.0), t=np.array([0, 10, 20, 40]), metrics={"lpips": lp}, images=None)
+    f = sweep.empirical_fields(res)
     assert f[0] == {"t_star": 10, "prf": [(10, 20)]} and f[1] == {"t_star": 20, "prf": [(10, 20)]}
-    worse = prf.SweepResult(scales=(8.0,), t=np.array([0, 10]), metrics={"lpips": np.array([[[0.1], [0.2]]])},
+    worse = sweep.SweepResult(scales=(8.0,), t=np.array([0, 10]), metrics={"lpips": np.array([[[0.1], [0.2]]])},
                             images=None)
-    assert prf.empirical_fields(worse) == [{"t_star": 0, "prf": None}]
+    assert sweep.empirical_fields(worse) == [{"t_star": 0, "prf": None}]
 
 
 def test_tied_with_best_uses_the_paired_standard_error():
     # 3 images; t = 20 is best on average. t = 10 is worse by 0.01 on every image (paired SE 0: a
     # real difference); t = 40 is worse by 0.01 on average but ±0.05 from image to image (a tie).
     lp = np.array([[[0.30, 0.35, 0.40], [0.21, 0.26, 0.31], [0.20, 0.25, 0.30], [0.26, 0.20, 0.32]]])
-    res = prf.SweepResult(scales=(2.0,), t=np.array([0, 10, 20, 40]), metrics={"lpips": lp}, images=None)
-    assert prf.empirical_fields(res)[0]["t_star"] == 20
-    assert prf.tied_with_best(res, [20]) == [[20, 40]]
-    assert prf.tied_with_best(res, [20], k=0.0) == [[20]]
-    one = prf.SweepResult(scales=(2.0,), t=np.array([0, 10]), metrics={"lpips": np.array([[[0.3], [0.3]]])},
+    res = sweep.SweepResult(scales=(2.0,), t=np.array([0, 10, 20, 40]), metrics={"lpips": lp}, images=None)
+    assert sweep.empirical_fields(res)[0]["t_star"] == 20
+    assert sweep.tied_with_best(res, [20]) == [[20, 40]]
+    assert sweep.tied_with_best(res, [20], k=0.0) == [[20]]
+    one = sweep.SweepResult(scales=(2.0,), t=np.array([0, 10]), metrics={"lpips": np.array([[[0.3], [0.3]]])},
                           images=None)
-    assert prf.tied_with_best(one, [0]) == [[0, 10]]  # equal means tie even without an error estimate
+    assert sweep.tied_with_best(one, [0]) == [[0, 10]]  # equal means tie even without an error estimate
 
 
 def test_empirical_fields_tolerance_prefers_the_smallest_t_near_the_best():
     lp = np.array([[0.30, 0.204, 0.200, 0.250], [0.50, 0.45, 0.40, 0.60]])[..., None]
-    res = prf.SweepResult(scales=(2.0, 4.0), t=np.array([0, 10, 20, 40]), metrics={"lpips": lp}, images=None)
-    assert [f["t_star"] for f in prf.empirical_fields(res)] == [20, 20]
-    near = prf.empirical_fields(res, tolerance=0.005)
+    res = sweep.SweepResult(scales=(2.0, 4.0), t=np.array([0, 10, 20, 40]), metrics={"lpips": lp}, images=None)
+    assert [f["t_star"] for f in sweep.empirical_fields(res)] == [20, 20]
+    near = sweep.empirical_fields(res, tolerance=0.005)
     assert [f["t_star"] for f in near] == [10, 20]  # 0.204 is within 0.005 of 0.200; 0.45 is not of 0.40
-    assert [f["prf"] for f in near] == [f["prf"] for f in prf.empirical_fields(res)]  # the field is unchanged
-    assert prf.empirical_fields(res, tolerance=1.0)[0]["t_star"] == 0
+    assert [f["prf"] for f in near] == [f["prf"] for f in sweep.empirical_fields(res)]  # the field is unchanged
+    assert sweep.empirical_fields(res, tolerance=1.0)[0]["t_star"] == 0
     with pytest.raises(ValueError, match="tolerance"):
-        prf.empirical_fields(res, tolerance=-0.1)
+        sweep.empirical_fields(res, tolerance=-0.1)
 
 
 def test_pil_degradation_is_the_evaluation_protocols_lr():
-    from diffsr_jax import evaluation
 
     rng = np.random.default_rng(1)
     photo = np.clip(rng.normal(0.5, 0.2, (50, 60, 3)), 0, 1)
     for scale in (2.0, 2.7):
-        hr, lr = evaluation.paper_protocol(photo, scale, size=32)
-        pil = np.asarray(prf.downscale(hr[None], scale, "pil"))[0]
+        hr, lr = protocols.paper_protocol(photo, scale, size=32)
+        pil = np.asarray(protocols.downscale(hr[None], scale, "pil"))[0]
         np.testing.assert_allclose((pil + 1) / 2, lr, atol=1e-6)   # the very LR Table 1 feeds the model
-        flt = np.asarray(prf.downscale(hr[None], scale, "jax"))[0]
+        flt = np.asarray(protocols.downscale(hr[None], scale, "jax"))[0]
         assert flt.shape == pil.shape and 0 < np.abs(flt - pil).mean() < 0.1  # same filter family, not equal
-    assert prf.degrade(hr[None], 2.7, "pil").shape == (1, 32, 32, 3)
+    assert protocols.degrade(hr[None], 2.7, "pil").shape == (1, 32, 32, 3)
     with pytest.raises(ValueError, match="degradation"):
-        prf.downscale(hr[None], 2.0, "lanczos")
+        protocols.downscale(hr[None], 2.0, "lanczos")
 
 
 def test_picked_steps_one_se_ships_the_least_noise_tied_with_the_argmin():
-    assert prf.picked_steps([200, 50], [[100, 200], [50]], "one-se") == [100, 50]
-    assert prf.picked_steps([200, 50], [[100, 200], [50]], "argmin") == [200, 50]
-    assert prf.picked_steps([25], [[0, 10, 25]], "one-se") == [0]   # noise that does not measurably help: none
+    assert calibration.picked_steps([200, 50], [[100, 200], [50]], "one-se") == [100, 50]
+    assert calibration.picked_steps([200, 50], [[100, 200], [50]], "argmin") == [200, 50]
+    assert calibration.picked_steps([25], [[0, 10, 25]], "one-se") == [0]   # noise that does not measurably help: none
     with pytest.raises(ValueError, match="pick"):
-        prf.picked_steps([25], [[25]], "median")
+        calibration.picked_steps([25], [[25]], "median")
 
 
 def test_lpips_psnr_pick_trades_lpips_for_psnr_at_its_exchange_rate():
@@ -263,17 +262,17 @@ def test_lpips_psnr_pick_trades_lpips_for_psnr_at_its_exchange_rate():
     lp = [[0.20, 0.100, 0.095, 0.092]]   # LPIPS keeps falling a little with more noise ...
     ps = [[30.0, 29.6, 29.3, 28.3]]      # ... while each step costs PSNR
     # 50 → 100 buys 0.005 LPIPS for 0.3 dB (0.017/dB), 100 → 200 0.003 for 1 dB (0.003/dB).
-    assert prf.weighted_steps(t, lp, ps, 0.0) == [200]          # k = 0: the LPIPS argmin
-    assert prf.weighted_steps(t, lp, ps, 0.012) == [100]
-    assert prf.weighted_steps(t, lp, ps, 0.02) == [50]
-    assert prf.weighted_steps(t, lp, ps, 10.0) == [0]           # PSNR only: no noise
-    assert prf.picked_steps([200], [[200]], "lpips-psnr", t_values=t, lpips_mean=lp, psnr_mean=ps) == [100]
+    assert calibration.weighted_steps(t, lp, ps, 0.0) == [200]          # k = 0: the LPIPS argmin
+    assert calibration.weighted_steps(t, lp, ps, 0.012) == [100]
+    assert calibration.weighted_steps(t, lp, ps, 0.02) == [50]
+    assert calibration.weighted_steps(t, lp, ps, 10.0) == [0]           # PSNR only: no noise
+    assert calibration.picked_steps([200], [[200]], "lpips-psnr", t_values=t, lpips_mean=lp, psnr_mean=ps) == [100]
     with pytest.raises(ValueError, match="needs"):
-        prf.picked_steps([200], [[200]], "lpips-psnr")
+        calibration.picked_steps([200], [[200]], "lpips-psnr")
     with pytest.raises(ValueError, match="psnr_weight"):
-        prf.weighted_steps(t, lp, ps, -1.0)
+        calibration.weighted_steps(t, lp, ps, -1.0)
     with pytest.raises(ValueError, match="increasing"):
-        prf.weighted_steps(t[::-1], lp, ps, 0.01)
+        calibration.weighted_steps(t[::-1], lp, ps, 0.01)
 
 
 # A two-scale sweep of the psnr-floor pick's tests: t grid, mean LPIPS and mean PSNR per (scale, t).
@@ -288,78 +287,78 @@ def test_psnr_floor_pick_buys_the_best_lpips_that_keeps_the_reference_psnr():
     t, lp, ps = FLOOR_T, FLOOR_LPIPS, FLOOR_PSNR
     # Scale 0: steps with PSNR >= 29.4 are 0, 25, 50 → the LPIPS-best of them, 50. Scale 1: the floor
     # is above every step → the highest PSNR (t = 0: no noise rather than a loss of fidelity).
-    assert prf.floor_steps(t, lp, ps, [29.4, 25.5]) == [50, 0]
-    assert prf.floor_steps(t, lp, ps, [0.0, 24.9]) == [200, 25]      # LPIPS tie (25, 50) → the smaller t
+    assert calibration.floor_steps(t, lp, ps, [29.4, 25.5]) == [50, 0]
+    assert calibration.floor_steps(t, lp, ps, [0.0, 24.9]) == [200, 25]      # LPIPS tie (25, 50) → the smaller t
     # The slack: 29.5 dB misses a 29.52 floor, but not by more than 0.02; 24.5 misses 24.9 by 0.4.
-    assert prf.floor_steps(t, lp, ps, [29.52, 24.9]) == [25, 25]
-    assert prf.floor_steps(t, lp, ps, [29.52, 24.9], slack=0.02) == [50, 25]
-    assert prf.floor_steps(t, lp, ps, [29.52, 24.9], slack=0.5) == [50, 100]
+    assert calibration.floor_steps(t, lp, ps, [29.52, 24.9]) == [25, 25]
+    assert calibration.floor_steps(t, lp, ps, [29.52, 24.9], slack=0.02) == [50, 25]
+    assert calibration.floor_steps(t, lp, ps, [29.52, 24.9], slack=0.5) == [50, 100]
     for bad in (-0.01, float("inf"), float("nan")):
         with pytest.raises(ValueError, match="slack"):
-            prf.floor_steps(t, lp, ps, [29.52, 24.9], slack=bad)
-    assert prf.picked_steps([200, 200], [[200], [200]], "psnr-floor", t_values=t, lpips_mean=lp, psnr_mean=ps,
+            calibration.floor_steps(t, lp, ps, [29.52, 24.9], slack=bad)
+    assert calibration.picked_steps([200, 200], [[200], [200]], "psnr-floor", t_values=t, lpips_mean=lp, psnr_mean=ps,
                             psnr_floor=[29.0, 24.5]) == [100, 100]
     with pytest.raises(ValueError, match="psnr_floor"):
-        prf.picked_steps([200, 200], [[200], [200]], "psnr-floor", t_values=t, lpips_mean=lp, psnr_mean=ps)
+        calibration.picked_steps([200, 200], [[200], [200]], "psnr-floor", t_values=t, lpips_mean=lp, psnr_mean=ps)
     with pytest.raises(ValueError, match="one finite value per scale"):
-        prf.floor_steps(t, lp, ps, [29.0])
+        calibration.floor_steps(t, lp, ps, [29.0])
     with pytest.raises(ValueError, match="one finite value per scale"):
-        prf.floor_steps(t, lp, ps, [29.0, float("nan")])
+        calibration.floor_steps(t, lp, ps, [29.0, float("nan")])
 
 
 def test_psnr_floor_pick_monotone_in_scale_never_ships_less_noise_at_a_larger_scale():
     t, lp, ps = FLOOR_T, FLOOR_LPIPS, FLOOR_PSNR
     # Unconstrained, the larger scale (row 1) takes t = 25 below the smaller's 50 (an LPIPS tie);
     # monotone, it picks among t >= 50, where 50 keeps its floor.
-    assert prf.floor_steps(t, lp, ps, [29.52, 24.9], slack=0.02) == [50, 25]
-    assert prf.floor_steps(t, lp, ps, [29.52, 24.9], slack=0.02, scales=[2.0, 4.0]) == [50, 50]
+    assert calibration.floor_steps(t, lp, ps, [29.52, 24.9], slack=0.02) == [50, 25]
+    assert calibration.floor_steps(t, lp, ps, [29.52, 24.9], slack=0.02, scales=[2.0, 4.0]) == [50, 50]
     # Rows in any order: the scales, not the row order, say which is larger (row 0 is 4x here, and
     # 50 at 4x after 25 at 2x is already monotone).
-    assert prf.floor_steps(t, lp, ps, [29.52, 24.9], slack=0.02, scales=[4.0, 2.0]) == [50, 25]
+    assert calibration.floor_steps(t, lp, ps, [29.52, 24.9], slack=0.02, scales=[4.0, 2.0]) == [50, 25]
     # No allowed step keeps the floor: the highest PSNR among the allowed ones, not t = 0.
-    assert prf.floor_steps(t, lp, ps, [29.4, 25.5]) == [50, 0]
-    assert prf.floor_steps(t, lp, ps, [29.4, 25.5], scales=[2.0, 4.0]) == [50, 50]
-    assert prf.picked_steps([200, 200], [[200], [200]], "psnr-floor", t_values=t, lpips_mean=lp, psnr_mean=ps,
+    assert calibration.floor_steps(t, lp, ps, [29.4, 25.5]) == [50, 0]
+    assert calibration.floor_steps(t, lp, ps, [29.4, 25.5], scales=[2.0, 4.0]) == [50, 50]
+    assert calibration.picked_steps([200, 200], [[200], [200]], "psnr-floor", t_values=t, lpips_mean=lp, psnr_mean=ps,
                             psnr_floor=[29.4, 25.5], scales=[2.0, 4.0]) == [50, 50]
     with pytest.raises(ValueError, match="one value per row"):
-        prf.floor_steps(t, lp, ps, [29.4, 25.5], scales=[2.0])
+        calibration.floor_steps(t, lp, ps, [29.4, 25.5], scales=[2.0])
     with pytest.raises(ValueError, match="psnr-floor"):
-        prf.picked_steps([200, 200], [[200], [200]], "lpips-psnr", t_values=t, lpips_mean=lp, psnr_mean=ps,
+        calibration.picked_steps([200, 200], [[200], [200]], "lpips-psnr", t_values=t, lpips_mean=lp, psnr_mean=ps,
                          scales=[2.0, 4.0])
 
 
 def test_reference_floor_is_the_psnr_the_reference_ships():
     from diffsr_jax import api
 
-    table = api.read_noise_table(api.DEFAULT_CHECKPOINT)
+    table = loading.read_noise_table(api.DEFAULT_CHECKPOINT).raw
     cons = table["modes"]["consistent"]
-    floor = prf.reference_floor(cons, [4.0, 2.0])
+    floor = calibration.reference_floor(cons, [4.0, 2.0])
     for s, f in zip((4.0, 2.0), floor):
         i = cons["scales"].index(s)
         assert f == cons["metrics"]["psnr"][i][cons["metrics_t"].index(cons["t"][i])]
     with pytest.raises(ValueError, match="no scale"):
-        prf.reference_floor(cons, [3.0])
+        calibration.reference_floor(cons, [3.0])
     with pytest.raises(ValueError, match="empirical"):
-        prf.reference_floor(dict(cons, rule="analytic"), [2.0])
+        calibration.reference_floor(dict(cons, rule="analytic"), [2.0])
     # A table re-picked against itself keeps every shipped step whose PSNR no LPIPS-better step
     # matches, and never ships a step of lower PSNR than its own.
-    same = prf.repick(table, "psnr-floor", reference=table)
+    same = calibration.repick(table, "psnr-floor", reference=table)
     for mode, ref in ((same, table), (same["modes"]["consistent"], cons)):
-        assert mode["pick"] == "psnr-floor" and mode["psnr_floor"] == prf.reference_floor(ref, ref["scales"])
+        assert mode["pick"] == "psnr-floor" and mode["psnr_floor"] == calibration.reference_floor(ref, ref["scales"])
         for i, t in enumerate(mode["t"]):
             j = mode["metrics_t"].index(t)
             assert mode["metrics"]["psnr"][i][j] >= mode["psnr_floor"][i]
             # (≤ up to the 4-decimal rounding the pick compares LPIPS at)
             assert mode["metrics"]["lpips"][i][j] <= ref["metrics"]["lpips"][i][ref["metrics_t"].index(ref["t"][i])] + 5e-5
-    assert prf.repick(same, "psnr-floor") == same          # the stored floor re-picks to the same table
-    weighted = prf.repick(same, "lpips-psnr")
+    assert calibration.repick(same, "psnr-floor") == same          # the stored floor re-picks to the same table
+    weighted = calibration.repick(same, "lpips-psnr")
     assert "psnr_floor" not in weighted and "psnr_floor" not in weighted["modes"]["consistent"]
     with pytest.raises(ValueError, match="reference"):
-        prf.repick(weighted, "psnr-floor")                 # no floor stored, none given
+        calibration.repick(weighted, "psnr-floor")                 # no floor stored, none given
     # The default slack leaves the bundled table's steps as they are (with its stored floor).
-    slack = prf.repick(table, "psnr-floor", psnr_floor_slack=prf.DEFAULT_PSNR_FLOOR_SLACK)
+    slack = calibration.repick(table, "psnr-floor", psnr_floor_slack=calibration.DEFAULT_PSNR_FLOOR_SLACK)
     for mode, ref in ((slack, table), (slack["modes"]["consistent"], cons)):
-        assert mode["t"] == ref["t"] and mode["psnr_floor_slack"] == prf.DEFAULT_PSNR_FLOOR_SLACK
+        assert mode["t"] == ref["t"] and mode["psnr_floor_slack"] == calibration.DEFAULT_PSNR_FLOOR_SLACK
 
 
 def test_repick_rederives_shipped_steps_from_stored_measurements():
@@ -368,26 +367,26 @@ def test_repick_rederives_shipped_steps_from_stored_measurements():
     modified, and a table with no sweep stored (analytic) is refused."""
     from diffsr_jax import api
 
-    table = api.read_noise_table(api.DEFAULT_CHECKPOINT)
+    table = loading.read_noise_table(api.DEFAULT_CHECKPOINT).raw
     pick = table["pick"]
-    assert pick in prf.PICKS and table["modes"]["consistent"]["pick"] == pick
-    assert prf.repick(table, pick, table.get("psnr_weight", prf.DEFAULT_PSNR_WEIGHT)) == table
-    one_se = prf.repick(table, "one-se")
+    assert pick in calibration.PICKS and table["modes"]["consistent"]["pick"] == pick
+    assert calibration.repick(table, pick, table.get("psnr_weight", calibration.DEFAULT_PSNR_WEIGHT)) == table
+    one_se = calibration.repick(table, "one-se")
     for a in (one_se, one_se["modes"]["consistent"]):
         assert a["t"] == [min(tied) for tied in a["t_tied"]] and a["pick"] == "one-se"
         assert "psnr_weight" not in a and "psnr_floor" not in a and "psnr_floor_from" not in a
-    argmin = prf.repick(table, "argmin")["modes"]["consistent"]
+    argmin = calibration.repick(table, "argmin")["modes"]["consistent"]
     assert argmin["t"] == table["modes"]["consistent"]["t_best"]
     assert argmin["noise_fraction"] == [t / table["T"] for t in argmin["t"]]
     assert table["pick"] == pick                               # a copy was changed, not the input
     with pytest.raises(ValueError, match="empirical"):
-        prf.repick(dict(table, rule="analytic", modes={}), "argmin")
-    analytic_plain = prf.repick(dict(table, rule="analytic"), "argmin")   # only the consistent mode
+        calibration.repick(dict(table, rule="analytic", modes={}), "argmin")
+    analytic_plain = calibration.repick(dict(table, rule="analytic"), "argmin")   # only the consistent mode
     assert analytic_plain["t"] == table["t"] and analytic_plain["pick"] == pick
 
 
 def test_load_crops_framings_and_pooled_folders(image_folder, tmp_path):
-    from diffsr_jax import evaluation
+
     from diffsr_jax.data import load_image_rgb
 
     other = tmp_path / "more"
@@ -396,15 +395,15 @@ def test_load_crops_framings_and_pooled_folders(image_folder, tmp_path):
     for i in range(2):
         Image.fromarray(rng.integers(0, 256, (30, 44, 3), dtype=np.uint8)).save(other / f"m{i}.png")
     with pytest.raises(ValueError, match="5 requested"):
-        prf.load_crops(image_folder, 5, 16)
-    crops = prf.load_crops([image_folder, str(other)], 5, 16)      # 3 + 2 photos pooled: all used
+        calibration.load_crops(image_folder, 5, 16)
+    crops = calibration.load_crops([image_folder, str(other)], 5, 16)      # 3 + 2 photos pooled: all used
     assert crops.shape == (5, 16, 16, 3)
-    paper = prf.load_crops(str(other), 2, 24, framing="paper")
-    expected = [evaluation.paper_hr_u8(load_image_rgb(str(other / f"m{i}.png")) / 255.0, 24) / 255.0 for i in range(2)]
+    paper = calibration.load_crops(str(other), 2, 24, framing="paper")
+    expected = [protocols.paper_hr_u8(load_image_rgb(str(other / f"m{i}.png")) / 255.0, 24) / 255.0 for i in range(2)]
     # the seeded choice orders the photos; each output is one photo's protocol HR
     assert max(min(float(np.abs(p - e).max()) for e in expected) for p in paper) < 1e-6
     with pytest.raises(ValueError, match="framing"):
-        prf.load_crops(image_folder, 1, 16, framing="centre")
+        calibration.load_crops(image_folder, 1, 16, framing="centre")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -452,11 +451,11 @@ def test_calibrate_consistent_mode_is_stored_beside_the_plain_table(tiny_model_d
     assert table["t"] == plain["t"] and cons["options"]["consistency"] == 1.0 and cons["rule"] == "empirical-lpips"
     assert set(cons["t"]) <= {0, 10, 50} and len(cons["metrics"]["psnr"]) == 2
     assert [t in tied for t, tied in zip(cons["t_best"], cons["t_tied"])] == [True, True]  # t* ties with itself
-    assert cons["pick"] == "lpips-psnr" and cons["psnr_weight"] == prf.DEFAULT_PSNR_WEIGHT
+    assert cons["pick"] == "lpips-psnr" and cons["psnr_weight"] == calibration.DEFAULT_PSNR_WEIGHT
     m = cons["metrics"]
-    assert cons["t"] == prf.weighted_steps(cons["metrics_t"], m["lpips"], m["psnr"], prf.DEFAULT_PSNR_WEIGHT)
+    assert cons["t"] == calibration.weighted_steps(cons["metrics_t"], m["lpips"], m["psnr"], calibration.DEFAULT_PSNR_WEIGHT)
     assert calibrate.main(base + ["--consistency", "1"]) == 2          # already there: needs --overwrite
-    assert api.noise_table_for(table, True) is cons and api.noise_table_for(table, False) is table
+    assert noise_table.mode_json(table, True) is cons and noise_table.mode_json(table, False) is table
     assert calibrate.main(base + ["--rule", "analytic", "--overwrite"]) == 0
     assert json.load(open(out))["modes"]["consistent"] == cons        # re-calibrating plain keeps modes
     assert calibrate.main(base + ["--consistency", "1", "--overwrite", "--tolerance", "0.01"]) == 2  # needs argmin
@@ -498,10 +497,10 @@ def test_calibrate_psnr_floor_pick_reads_a_reference_of_the_same_protocol(tiny_m
     assert table["modes"]["consistent"]["calibration"]["sampler"] == "ddim-quad"
     for mode, r in ((table, reference), (table["modes"]["consistent"], reference["modes"]["consistent"])):
         assert mode["pick"] == "psnr-floor" and mode["psnr_floor_from"].endswith("ref.json")
-        assert mode["psnr_floor"] == pytest.approx(prf.reference_floor(r, [2.0, 4.0]), abs=1e-5)
+        assert mode["psnr_floor"] == pytest.approx(calibration.reference_floor(r, [2.0, 4.0]), abs=1e-5)
         m = mode["metrics"]
-        assert mode["psnr_floor_slack"] == prf.DEFAULT_PSNR_FLOOR_SLACK and mode["monotone_in_scale"] is True
-        assert mode["t"] == prf.floor_steps(mode["metrics_t"], m["lpips"], m["psnr"], mode["psnr_floor"],
+        assert mode["psnr_floor_slack"] == calibration.DEFAULT_PSNR_FLOOR_SLACK and mode["monotone_in_scale"] is True
+        assert mode["t"] == calibration.floor_steps(mode["metrics_t"], m["lpips"], m["psnr"], mode["psnr_floor"],
                                             slack=mode["psnr_floor_slack"], scales=mode["scales"])
         assert mode["t"] == sorted(mode["t"])                           # scales 2, 4: never less noise at 4x
     # --repick keeps the stored floor (and its source) or takes a new reference's.
@@ -520,7 +519,7 @@ def test_calibrate_psnr_floor_pick_reads_a_reference_of_the_same_protocol(tiny_m
     wide = json.load(open(tmp_path / "c.json"))
     for mode in (wide, wide["modes"]["consistent"]):
         m = mode["metrics"]
-        assert mode["psnr_floor_slack"] == 100.0 and mode["t"] == prf.floor_steps(
+        assert mode["psnr_floor_slack"] == 100.0 and mode["t"] == calibration.floor_steps(
             mode["metrics_t"], m["lpips"], m["psnr"], [0.0, 0.0], scales=mode["scales"])
     # Unconstrained (--no-monotone-in-scale): each scale's LPIPS argmin; the stored flag goes.
     assert calibrate.main(["--repick", out, "--pick", "psnr-floor", "--psnr-floor-slack", "100",
@@ -543,14 +542,14 @@ def test_calibrate_default_steps_keep_the_checkpoints_current_table(tmp_path):
     assert calibrate._current_steps(str(tmp_path)) == 7
     (tmp_path / "prf.json").write_text(json.dumps({"scales": [2.0]}))                   # older table
     assert calibrate._current_steps(str(tmp_path)) == calibrate.DEFAULT_STEPS
-    bundled = api.read_noise_table(api.DEFAULT_CHECKPOINT)["calibration"]["steps"]
+    bundled = loading.read_noise_table(api.DEFAULT_CHECKPOINT).raw["calibration"]["steps"]
     assert calibrate._current_steps(api.DEFAULT_CHECKPOINT) == bundled
 
 
 def test_shipped_table_t_star_grows_with_scale():
     from diffsr_jax import api
 
-    table = api.read_noise_table(api.DEFAULT_CHECKPOINT)
+    table = loading.read_noise_table(api.DEFAULT_CHECKPOINT).raw
     for mode, strictly in ((table, True), (table["modes"]["consistent"], False)):
         order = np.argsort(mode["scales"])
         t = np.asarray(mode["t"])[order]

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from diffsr_jax import checkpointing, train_lib
+from diffsr_jax import checkpointing, schedules, train_lib
 from conftest import REPO
 
 
@@ -21,7 +21,7 @@ def _leaves_close(a, b, atol=0.0):
 def test_one_real_step_updates_params_and_ema(tiny_config):
     c = tiny_config
     model, opt = train_lib.build_model(c), train_lib.build_optimizer(c.train)
-    sched = train_lib.build_schedule_from_spec(dict(c.schedule))
+    sched = schedules.schedule_from_spec(dict(c.schedule))
     state = train_lib.init_train_state(model, opt, jax.random.key(0), (16, 16, 3))
     before = jax.tree.map(np.asarray, state.params)
     step = train_lib.make_train_step(model, sched, opt, ema_decay=0.99)

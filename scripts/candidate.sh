@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Measure a training run's newest EMA params as a release candidate, the way the bundled model was
-# measured (model card, "Shipping a checkpoint"): export without stopping the run, the denoiser
+# measured (model card, "Releasing a checkpoint"): export without stopping the run, the denoiser
 # yardstick, its own calibration (both modes; psnr-floor pick against the bundled prf.json, so it
 # gives back none of the bundled table's PSNR on the calibration photos), and Table 1's Diff-SR rows
 # with that calibration.
@@ -8,16 +8,16 @@
 #   scripts/candidate.sh WORKDIR OUT [CONFIG]      # e.g. scripts/candidate.sh runs/cpu2 runs/cand_4000
 #
 # OUT must not exist. Everything lands in OUT: params/ + model.json (the export), prf.json (the
-# calibration), denoise_quality.{md,jsonl}, table1/. About 17 min (5 steps, the 8-point grid; 2026-11-29) on 2 CPU
-# cores with nothing else running; the 11-point grid of the step-86 800 table adds ≈ 10 min (2026-12-06)
-# (pause a training run beside it: `pkill -STOP -f train.py`, then `pkill -CONT -f train.py`).
+# calibration), denoise_quality.{md,jsonl}, table1/. The calibration's time grows roughly in
+# proportion to its t grid's points and DDIM steps; a training run on the same cores slows both
+# (pause it meanwhile: `kill -STOP PID`, then `kill -CONT PID`).
 # UPTO=yardstick or UPTO=calibration stops after that stage (default: all three). STEPS=N calibrates
 # for N DDIM steps (default: the bundled table's calibration.steps); T_GRID="0.01 0.025 ..." on that
 # grid of t/T (default: the bundled table's calibration.t_grid, so a candidate is swept where the
 # bundled model was).
 set -euo pipefail
 if [ $# -lt 2 ]; then
-  # the header comment, whatever its length (a fixed line range went stale whenever it grew)
+  # the header comment, whatever its length (a fixed line range would break when it changes)
   awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0" >&2
   exit 2
 fi

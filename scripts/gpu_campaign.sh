@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Runs ON the device machine: the `run` tool's command is `bash scripts/gpu_campaign.sh [args]`
-# with carry [".gpu_inputs"] (scripts/README.md). Extra args go to scripts/gpu_train.py
-# (default --minutes 9: the whole script; give the run timeout_s 600). It stops at once if JAX
-# does not see a GPU (EXPECT_PLATFORM=cpu for a dry run on a CPU machine).
+# Runs ON the machine with a GPU, in a copy of the working tree plus .gpu_inputs/ (made by
+# scripts/pack_gpu_inputs.sh; steps in scripts/README.md): `bash scripts/gpu_campaign.sh [args]`.
+# Installs the packed wheel into /tmp/site, then runs scripts/gpu_train.py with the extra args
+# (default --minutes 9: the whole script's wall-clock limit). Outputs and the console log go to
+# $OUT (default ./gpu_out), which is copied back afterwards. It stops at once if JAX does not see
+# a GPU (EXPECT_PLATFORM=cpu for a dry run on a CPU machine).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/gpu_out}

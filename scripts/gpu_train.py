@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-"""Continue training the bundled model on the lent GPU for a wall-clock budget; return EMA params.
+"""Continue training the bundled model on a GPU for a wall-clock limit; export the EMA params flat.
 
-Runs ON the device machine (through scripts/gpu_campaign.sh; steps in scripts/README.md). Installs
-nothing: ml_collections comes from the carried wheels (the wrapper puts it on PYTHONPATH), the
-training photos from .gpu_inputs/train_images.npz (no TFDS there), the starting point from the
-flat model .gpu_inputs/init_model (params.msgpack + model.json).
+Runs ON the machine with a GPU (through scripts/gpu_campaign.sh; steps in scripts/README.md).
+Installs nothing: ml_collections comes from the packed wheel in .gpu_inputs/whl (the wrapper
+installs it into /tmp/site and puts that on PYTHONPATH), the training photos from
+.gpu_inputs/train_images.npz (no TFDS there), the starting point from the flat model
+.gpu_inputs/init_model (params.msgpack + model.json).
 
     python3 scripts/gpu_train.py --minutes 9 --out $OUT
 
@@ -17,14 +18,16 @@ included, is the config's):
   step fill the GPU better. The learning rate stays 2e-4 (--lr): Adam's step size does not grow
   with the batch, and the run warm-starts a trained model with a fresh optimizer (200 warm-up
   steps), where a larger lr risks undoing the CPU campaign; the larger batch buys less gradient
-  noise instead. The EMA (0.999, about a 1000-step horizon) is kept: a 9-minute run makes tens of
-  thousands of steps;
-- train.num_steps=10**9 (the time budget stops the run; lr_decay stays 'constant');
-- save_every 2000 (a crash loses at most that many steps; the budget stop saves too), log_every 100.
+  noise instead. The EMA (0.999, about a 1000-step horizon) is kept: a run of several minutes
+  makes many times that many steps;
+- train.num_steps=10**9 (the time limit stops the run; lr_decay stays 'constant');
+- save_every 2000 (a crash loses at most that many steps; the time-limit stop saves too), log_every 100.
 
-Time: ``--minutes`` is the whole script's budget from its start; training stops ``--reserve-s``
-before it (train_lib's ``stop_at``: the step that ends past the deadline is saved), leaving time
-to export. Outputs (flat, within the device tool's limits of 8 files, 2 folders, 16 MiB each):
+Time: ``--minutes`` is the whole script's wall-clock limit from its start; training stops
+``--reserve-s`` before it (train_lib's ``stop_at``: the step that ends past the deadline is saved),
+leaving time to export. Outputs: a flat folder of a few files, each under 16 MiB, so that $OUT is
+easy to copy back (at most 8 files, 2 folders down; :func:`check_out_tree` warns otherwise; the
+wrapper adds $OUT/log):
     $OUT/model/model.json, $OUT/model/params.msgpack   EMA params (scripts/unpack_gpu_model.py)
     $OUT/timings.json                                  steps/s, img/s, step ms, device, data wait
     $OUT/train_log.jsonl                               train_lib's metrics.jsonl of this run
@@ -35,7 +38,7 @@ from __future__ import annotations
 
 import time
 
-T0 = time.time()  # the budget counts from here (imports included)
+T0 = time.time()  # the wall-clock limit counts from here (imports included)
 
 import argparse  # noqa: E402
 import ast  # noqa: E402
@@ -53,9 +56,9 @@ MAX_FILE_BYTES = 16 * 2**20
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--minutes", type=float, default=9.0, help="wall-clock budget of this script")
+    p.add_argument("--minutes", type=float, default=9.0, help="wall-clock limit of this whole script")
     p.add_argument("--reserve-s", type=float, default=25.0,
-                   help="seconds of the budget kept for the final save and the export")
+                   help="seconds of --minutes kept for the final save and the export")
     p.add_argument("--out", default=os.environ.get("OUT") or "gpu_out", help="output folder ($OUT)")
     p.add_argument("--workdir", default="/tmp/gpu_run", help="checkpoints (resumed if present)")
     p.add_argument("--config", default=os.path.join(REPO, "configs", "cpu.py"))
@@ -66,7 +69,7 @@ def parse_args(argv=None):
     p.add_argument("--lr", type=float, default=None, help="None = the config's (2e-4 in configs/cpu.py)")
     p.add_argument("--dtype", default="bfloat16", help="train.compute_dtype")
     p.add_argument("--conv-weight-grad", default="xla", choices=["xla", "gemm"])
-    p.add_argument("--num-steps", type=int, default=10**9, help="train.num_steps (the budget stops first)")
+    p.add_argument("--num-steps", type=int, default=10**9, help="train.num_steps (the time limit stops first)")
     p.add_argument("--save-every", type=int, default=2000)
     p.add_argument("--log-every", type=int, default=100)
     p.add_argument("--workers", type=int, default=None,
@@ -134,7 +137,8 @@ def this_run_records(path: str) -> list[dict]:
 
 
 def check_out_tree(out: str) -> list[str]:
-    """Problems with $OUT against the device tool's limits (8 files, 16 MiB, 2 folders down)."""
+    """Problems with $OUT against its intended shape: a few small files that are easy to copy back
+    (at most 8 files, each under 16 MiB, at most 2 folders down)."""
     problems, files = [], []
     for root, _, names in os.walk(out):
         for n in names:

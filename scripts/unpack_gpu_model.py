@@ -1,12 +1,14 @@
 #!/usr/bin/env python
 """Turn the GPU run's flat EMA export back into a model folder the project loads (run HERE).
 
-    python scripts/unpack_gpu_model.py <files_at>/model runs/gpu_model
+    python scripts/unpack_gpu_model.py gpu_out/model runs/gpu_model
 
-<files_at>/model holds model.json + params.msgpack (scripts/gpu_train.py writes them flat because
-the device tool returns at most 8 files, 2 folders down, and an Orbax export is deeper and larger
-in file count). The result is an exported model (params/ via Orbax + model.json, all fields kept)
-for diffsr_jax.load_model, benchmarks/denoise_quality.py --checkpoint, evaluate.py, calibrate.py.
+gpu_out/ stands for the folder the GPU run's $OUT was copied back to. Its model/ holds model.json +
+params.msgpack: scripts/gpu_train.py writes the EMA params flat, as two files independent of either
+machine's Orbax version, so that $OUT stays a few small files that are easy to copy back (an Orbax
+export is a deeper tree of many files). The result is an exported model (params/ via Orbax +
+model.json, all fields kept) for diffsr_jax.load_model, benchmarks/denoise_quality.py --checkpoint,
+evaluate.py, calibrate.py.
 """
 
 import argparse

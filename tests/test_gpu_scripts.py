@@ -1,6 +1,6 @@
 """scripts/ for the GPU campaign (scripts/README.md), run on CPU with tiny settings and generated
 images: packing, the worker-process batches, train_lib's time-budget stop, gpu_train.py end to end
-and the flat export's way back into a loadable model. The GPU path itself runs only on the device."""
+and the flat export's way back into a loadable model. The GPU path itself runs only on a machine with a GPU."""
 
 import itertools
 import json

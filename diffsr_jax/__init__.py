@@ -6,11 +6,11 @@ Pure core:    ``pipeline.diffsr`` (params, schedule, upsampled batch, traced t, 
               ``samplers.ddim_sample`` / ``ddpm_sample``, ``schedules.make_schedule``.
 """
 
-from diffsr_jax.api import local_mesh, upscale, upscale_array
+from diffsr_jax.api import local_mesh, upscale, upscale_array, upscale_batch
 from diffsr_jax.loading import DEFAULT_CHECKPOINT, LoadedModel, load_model
 from diffsr_jax.options import InferenceOptions
 from diffsr_jax.schedules import Schedule, make_schedule, q_sample
 
 __version__ = "0.1.0"
 __all__ = ["DEFAULT_CHECKPOINT", "InferenceOptions", "LoadedModel", "Schedule", "load_model", "local_mesh",
-           "make_schedule", "q_sample", "upscale", "upscale_array"]
+           "make_schedule", "q_sample", "upscale", "upscale_array", "upscale_batch"]

@@ -207,6 +207,17 @@ def upscale_array(image: np.ndarray, out_hw: tuple[int, int], *, model: LoadedMo
     return out, info
 
 
+def upscale_batch(images: Sequence[np.ndarray], out_hw: tuple[int, int], *, model: LoadedModel,
+                  options: Optional[InferenceOptions] = None, progress: bool = False, mesh=None,
+                  **option_changes) -> list[tuple[np.ndarray, dict]]:
+    """:func:`upscale_array` for several float images HxWx3 in [0, 1] (input sizes may differ)
+    that all go to one output size ``out_hw``: [(output, info)] in input order, each the output
+    :func:`upscale_array` gives for that image alone (same options, same seed), up to float
+    rounding. Batch jobs group their images by output size and call this once per group."""
+    return [upscale_array(img, out_hw, model=model, options=options, progress=progress, mesh=mesh, **option_changes)
+            for img in images]
+
+
 def local_mesh():
     """A data-parallel mesh over this process's devices (all of them: CPU devices, GPUs or TPU
     cores), for :func:`upscale_array`'s ``mesh``; None when there is only one."""

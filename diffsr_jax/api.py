@@ -60,10 +60,10 @@ def resolve_noise_step(model: LoadedModel, noise, scale: float, consistent: bool
     return int(value)
 
 
-def _tile_guide(projectors, ref, windows, th, tw, strength):
-    """Per-tile slices of the global consistency projectors (batched matrices, one per tile), as
-    host arrays (the single-device call places them, a sharded one splits them)."""
-    rows, cols = zip(*(consistency_mod.tile_operator(projectors, y, x, th, tw) for y, x, _ in windows))
+def _tile_guide(bands, ref, windows, th, tw, strength):
+    """Per-tile slices of the global consistency bands (one band per tile), as host arrays (the
+    single-device call places them, a sharded one splits them)."""
+    rows, cols = zip(*(consistency_mod.tile_operator(bands, y, x, th, tw) for y, x, _ in windows))
     refs = np.stack([ref[y:y + th, x:x + tw] for y, x, _ in windows])
     return pipeline.Guide(ref=refs, rows=np.stack(rows).astype(np.float32), cols=np.stack(cols).astype(np.float32),
                           strength=np.full((len(windows),), strength, np.float32))
@@ -86,7 +86,7 @@ def _run_tiles(model: LoadedModel, x_t: np.ndarray, t: int, key, *, tile: int, o
     placed, iters = [], 1
     if cons is not None:  # the global projectors, once per image (each tile slices them)
         ops, ref, strength, iters = cons
-        projectors = (ops[0].projector, ops[1].projector)
+        bands = consistency_mod.guide_bands(ops)
     batches = range(0, len(windows), tile_batch)
     if progress:
         from tqdm.auto import tqdm
@@ -98,7 +98,7 @@ def _run_tiles(model: LoadedModel, x_t: np.ndarray, t: int, key, *, tile: int, o
         tiles = np.stack([x_t[y:y + th, x:x + tw] for y, x, _ in padded])
         guide = None
         if cons is not None:
-            guide = _tile_guide(projectors, ref, padded, th, tw, strength)
+            guide = _tile_guide(bands, ref, padded, th, tw, strength)
         if mesh is not None:  # the batch of tiles split over the devices
             out = pipeline.restore_batch_on_mesh(mesh, model.model, model.params, model.schedule, tiles,
                                                  np.full((tile_batch,), t, np.int32), key, num_steps=num_steps,

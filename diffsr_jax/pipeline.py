@@ -31,18 +31,20 @@ def upsample(x: jnp.ndarray, out_hw: tuple[int, int]) -> jnp.ndarray:
 
 class Guide(NamedTuple):
     """Data consistency for the reverse process (see diffsr_jax.consistency): every predicted x0
-    is pulled towards ``ref`` = L y through the projector rows ⊗ cols. All leaves are traced."""
+    is pulled towards ``ref`` = L y through the projector rows ⊗ cols, each given as a band
+    (n, 2K+1) of diagonals. All leaves are traced."""
     ref: jnp.ndarray        # (B, H, W, C)
-    rows: jnp.ndarray       # (H, H) or (B, H, H)
-    cols: jnp.ndarray       # (W, W) or (B, W, W)
+    rows: jnp.ndarray       # (H, 2K+1) or (B, H, 2K+1)
+    cols: jnp.ndarray       # (W, 2K'+1) or (B, W, 2K'+1)
     strength: jnp.ndarray   # λ, scalar or (B,)
 
 
-def whole_image_guide(ops, ref: jnp.ndarray, strength) -> Guide:
+def whole_image_guide(ops, ref, strength) -> Guide:
     """The Guide of whole images with operator ``ops`` (consistency.image_operator) and reference
-    ``ref`` = L y (B, H, W, C); the projectors are shared by the batch."""
-    return Guide(ref=ref, rows=jnp.asarray(ops[0].projector, ref.dtype), cols=jnp.asarray(ops[1].projector, ref.dtype),
-                 strength=jnp.asarray(strength, ref.dtype))
+    ``ref`` = L y (B, H, W, C); the projector bands are shared by the batch."""
+    rows, cols = consistency.guide_bands(ops)
+    ref = jnp.asarray(ref, jnp.float32)
+    return Guide(ref=ref, rows=jnp.asarray(rows), cols=jnp.asarray(cols), strength=jnp.asarray(strength, ref.dtype))
 
 
 def make_eps_fn(model, params, self_ensemble: int = 1):
@@ -90,10 +92,14 @@ def diffsr_from_lr(model, params, schedule: Schedule, lr: jnp.ndarray, t: jnp.nd
     by the model's stride): bicubic upsample, then :func:`diffsr`. Pure, jit/vmap-able over t.
 
     ``consistency_strength`` (λ, may be traced; None = plain Diff-SR) turns on data consistency
-    with the given ``lift`` ("pinv" or "bicubic", see diffsr_jax.consistency).
+    with the given ``lift`` ("pinv" or "bicubic", see diffsr_jax.consistency); its reference is
+    computed on the host, so ``lr`` must then be concrete (not traced).
     """
     guide = None
     if consistency_strength is not None:
+        if isinstance(lr, jax.core.Tracer):
+            raise ValueError("diffsr_from_lr with consistency needs a concrete lr (its reference L y is built "
+                             "on the host); build a Guide with whole_image_guide and call diffsr instead")
         ops = consistency.image_operator(out_hw, lr.shape[1:3], lift)
         guide = whole_image_guide(ops, consistency.lift(ops, lr), consistency_strength)
     return diffsr(model, params, schedule, upsample(lr, out_hw), t, key, num_steps=num_steps,

@@ -81,17 +81,19 @@ def restore_cells(model, params, schedule: Schedule, x_up, t, keys, *, num_steps
 
 def consistency_data(hr01: jnp.ndarray, scales: Sequence[float], strength: float, lift: str = "pinv",
                      degradation: str = "jax"):
-    """Per-scale consistency operators for a sweep: (refs (S, N, H, W, 3), P_rows (S, H, H),
-    P_cols (S, W, W), λ). Matrices make the scale data, so one compiled core serves all scales."""
+    """Per-scale consistency operators for a sweep: (refs (S, N, H, W, 3), row bands (S, H, 2K+1),
+    column bands (S, W, 2K+1), λ), every scale's bands widened to one K. Bands make the scale
+    data, so one compiled core serves all scales."""
     n, h, w, c = hr01.shape
-    refs, rows, cols = [], [], []
+    refs, bands = [], []
     for s in scales:
         lr = protocols.downscale(hr01, s, degradation)
         ops = consistency.image_operator((h, w), lr.shape[1:3], lift)
         refs.append(consistency.lift(ops, lr))
-        rows.append(ops[0].projector)
-        cols.append(ops[1].projector)
-    return (jnp.stack(refs), jnp.asarray(np.stack(rows), jnp.float32), jnp.asarray(np.stack(cols), jnp.float32),
+        bands.append(consistency.guide_bands(ops))
+    stack = lambda k: np.stack([consistency.widen(b[k], max((x[k].shape[-1] - 1) // 2 for x in bands))
+                                for b in bands])
+    return (jnp.asarray(np.stack(refs)), jnp.asarray(stack(0), jnp.float32), jnp.asarray(stack(1), jnp.float32),
             jnp.float32(strength))
 
 

@@ -15,6 +15,7 @@ from typing import Optional, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from PIL import Image
 
 from diffsr_jax import consistency as consistency_mod
 from diffsr_jax import noise_table, pipeline, sharding, targets
@@ -132,12 +133,17 @@ def upscale_array(image: np.ndarray, out_hw: tuple[int, int], *, model: LoadedMo
     to spread the work over: each batch of tiles is split over its devices (``tile_batch`` rounded
     up to a multiple of their count), a whole image by rows (:func:`pipeline.restore_spatial`).
     None = one device. The output equals the one-device output up to float rounding.
+
+    Checked before any work: ``image`` must be a float array HxWx3, finite, in [0, 1] (values
+    within RANGE_TOLERANCE outside are clipped; uint8/uint16 images are a TypeError: divide by
+    255 / 65535 or use :func:`upscale`); ``out_hw`` = (height, width) whole numbers >= 1, at most
+    ``targets.MAX_OUTPUT_PIXELS``; the input at most ``targets.MAX_INPUT_PIXELS``. ``info["notes"]``
+    lists what the user may want to know, e.g. that ``steps`` above the start step t was capped
+    (:func:`cap_steps`).
     """
     opts = (options or InferenceOptions()).replace(**option_changes).with_defaults()
-    image = np.asarray(image, np.float32)
-    if image.ndim != 3 or image.shape[-1] != 3:
-        raise ValueError(f"expected an HxWx3 image, got shape {image.shape}")
-    out_h, out_w = int(out_hw[0]), int(out_hw[1])
+    image = check_float_image(image)
+    out_h, out_w = targets.check_output_size(out_hw)
     strength = opts.consistency
     if out_h < image.shape[0] or out_w < image.shape[1]:
         strength = 0.0  # A is a downscale: there is no constraint for a smaller output
@@ -148,6 +154,7 @@ def upscale_array(image: np.ndarray, out_hw: tuple[int, int], *, model: LoadedMo
     t = resolve_noise_step(model, opts.noise, scale, consistent=consistent)
     num_steps = default_steps(model, consistent) if opts.steps is None else opts.steps
     sampler = default_sampler(model, consistent) if opts.sampler is None else opts.sampler
+    num_steps, notes = cap_steps(num_steps, t, sampler)
     if mesh is not None and sharding.data_size(mesh) == 1:
         mesh = None  # one device: the plain jitted calls, no sharding machinery
     key = jax.random.key(opts.seed)
@@ -204,6 +211,7 @@ def upscale_array(image: np.ndarray, out_hw: tuple[int, int], *, model: LoadedMo
     info = {"t": t, "noise_fraction": t / model.num_timesteps, "steps": num_steps, "sampler": sampler,
             "scale": scale, "tile": tile or 0, "consistency": strength, "lift": lift if consistent else None,
             "colour_fix": colour_fix, "self_ensemble": self_ensemble, "devices": devices}
+    info["notes"] = notes  # things the user may want to know (e.g. a capped step count)
     return out, info
 
 
@@ -213,7 +221,10 @@ def upscale_batch(images: Sequence[np.ndarray], out_hw: tuple[int, int], *, mode
     """:func:`upscale_array` for several float images HxWx3 in [0, 1] (input sizes may differ)
     that all go to one output size ``out_hw``: [(output, info)] in input order, each the output
     :func:`upscale_array` gives for that image alone (same options, same seed), up to float
-    rounding. Batch jobs group their images by output size and call this once per group."""
+    rounding. Batch jobs group their images by output size and call this once per group.
+    ``out_hw`` and every image are checked (as :func:`upscale_array` does) before any work."""
+    out_hw = targets.check_output_size(out_hw)
+    images = [check_float_image(img) for img in images]
     return [upscale_array(img, out_hw, model=model, options=options, progress=progress, mesh=mesh, **option_changes)
             for img in images]
 
@@ -228,31 +239,51 @@ def local_mesh():
 def upscale(images, target, *, checkpoint: Optional[str] = None, fit: str = "contain",
             model: Optional[LoadedModel] = None, allow_downscale: bool = False,
             options: Optional[InferenceOptions] = None, mesh=None, **option_changes):
-    """Upscale one image or a list of images (uint8/uint16/float HxW[xC] numpy arrays).
+    """Upscale one image or a list of images: uint8 / uint16 / float (in [0, 1]) HxW[xC] numpy
+    arrays, C = 1..4 (gray, gray+alpha, RGB, RGBA), or PIL images.
 
-    ``target``: "2x", "2.7", "1920x1080", "1080p", ... (see diffsr_jax.targets). ``options`` and
+    ``target``: text ("2x", "2.7", "1920x1080" = WIDTHxHEIGHT, "1080p", ...: see
+    diffsr_jax.targets), a number (the scale: ``2``, ``2.5``), or a pair ``(height, width)`` in
+    numpy's shape order, a size like the text "WIDTHxHEIGHT" and reached according to ``fit``
+    ("contain": fit inside, "cover": cover then centre-crop, "stretch": exactly that shape);
+    anything else is a TypeError (:func:`diffsr_jax.targets.as_target`). ``options`` and
     keyword overrides (``noise="auto"`` | a fraction of T (0.35) | "t=350", ``steps``,
     ``consistency``, ``lift``, ``colour_fix``, ``self_ensemble``, ``tile``, ``seed``, ...) and
     ``mesh`` (the denoising spread over devices, e.g. ``mesh=local_mesh()``): see
-    :func:`upscale_array`. Returns arrays of the input's dtype and channel count.
+    :func:`upscale_array`. Returns arrays of the input's dtype and channel count; for a PIL image a
+    PIL image (mode L, LA, RGB, RGBA, I;16 or F as given; I comes back as I;16, P and other colour
+    modes as RGB(A), 1 as L). Every image, the target and the options are checked before any work: a float
+    image must be finite and in [0, 1] (0-255 floats are refused, not saturated).
     """
-    single = isinstance(images, np.ndarray)
-    batch: Sequence[np.ndarray] = [images] if single else list(images)
-    tgt = targets.parse_target(target) if isinstance(target, str) else target
+    single = isinstance(images, (np.ndarray, Image.Image))
+    batch = [images] if single else list(images)
+    tgt = targets.as_target(target)
     opts = (options or InferenceOptions()).replace(**option_changes)
+    for img in batch:  # refuse a bad image, size or target before loading the model
+        rgb, _, _ = _to_float_rgb(_as_array(img))
+        targets.output_size(rgb.shape[:2], tgt, fit=fit, allow_downscale=allow_downscale)
     model = model or load_model(checkpoint)
     results = []
     for img in batch:
-        rgb, alpha, restore_dtype = _to_float_rgb(np.asarray(img))
+        rgb, alpha, restore_dtype = _to_float_rgb(_as_array(img))
         plan = targets.output_size(rgb.shape[:2], tgt, fit=fit, allow_downscale=allow_downscale)
         out, _ = upscale_array(rgb, (plan.out_h, plan.out_w), model=model, options=opts, mesh=mesh)
         # Alpha is resized to the full model output, then both are cropped together (cover).
-        results.append(targets.apply_crop(restore_dtype(out, alpha, out.shape[:2]), plan))
+        out = targets.apply_crop(restore_dtype(out, alpha, out.shape[:2]), plan)
+        results.append(Image.fromarray(out) if isinstance(img, Image.Image) else out)
     return results[0] if single else results
 
 
+def _as_array(img) -> np.ndarray:
+    """An image given to :func:`upscale` (a numpy array or a PIL image) as a numpy array."""
+    return _pil_to_array(img) if isinstance(img, Image.Image) else np.asarray(img)
+
+
 def _to_float_rgb(img: np.ndarray):
-    """→ (float RGB in [0,1], alpha or None, fn mapping a float RGB result back to the input's form)."""
+    """→ (float RGB in [0,1], alpha or None, fn mapping a float RGB result back to the input's form).
+
+    uint8 / uint16 are divided by 255 / 65535; a float image must already be finite and in [0, 1]
+    (± RANGE_TOLERANCE, clipped): ValueError otherwise, as for no pixels or another shape."""
     if img.dtype == np.uint8:
         scale = 255.0
     elif img.dtype == np.uint16:
@@ -267,6 +298,11 @@ def _to_float_rgb(img: np.ndarray):
         x = x[..., None]
     if x.ndim != 3 or x.shape[-1] not in (1, 2, 3, 4):
         raise ValueError(f"expected HxW, HxWx1..4 image, got shape {img.shape}")
+    if x.shape[0] < 1 or x.shape[1] < 1:
+        raise ValueError(f"the image has no pixels (shape {img.shape}): nothing to upscale")
+    if scale == 1.0:  # a float image must be finite and in [0, 1] (0-255 floats would saturate)
+        _check_unit_range(img, "the float image")
+        x = np.clip(x, 0.0, 1.0)
     alpha = x[..., -1] if x.shape[-1] in (2, 4) else None
     rgb = x[..., :3] if x.shape[-1] >= 3 else np.repeat(x[..., :1], 3, axis=-1)
 
@@ -282,3 +318,95 @@ def _to_float_rgb(img: np.ndarray):
         return np.round(np.clip(y, 0, 1) * scale).astype(img.dtype)
 
     return rgb, alpha, back
+
+
+#: How far a float image may stray outside [0, 1] (float rounding) before it is refused; values
+#: within it are clipped to [0, 1].
+RANGE_TOLERANCE = 1e-3
+
+
+def _check_unit_range(x: np.ndarray, what: str) -> np.ndarray:
+    """Float ``x`` checked finite and in [0, 1] (± RANGE_TOLERANCE, then clipped); ValueError
+    with a hint at the likely mix-up (0-255 or [-1, 1] data) otherwise."""
+    finite = np.isfinite(x)
+    if not finite.all():
+        raise ValueError(f"{what} has {int(x.size - np.count_nonzero(finite)):,} NaN or infinite values; "
+                         "it must be finite, in [0, 1]")
+    lo, hi = float(x.min()), float(x.max())
+    if lo < -RANGE_TOLERANCE or hi > 1.0 + RANGE_TOLERANCE:
+        if hi > 1.0 and lo >= -RANGE_TOLERANCE and hi <= 65535.0 + RANGE_TOLERANCE:
+            hint = ("it looks like 0-255 (or 0-65535) data: divide by 255 (65535), or pass the uint8 / "
+                    "uint16 array to diffsr_jax.upscale")
+        elif lo < 0.0 and lo >= -1.0 - RANGE_TOLERANCE and hi <= 1.0 + RANGE_TOLERANCE:
+            hint = "it looks like [-1, 1] data: map it with (x + 1) / 2"
+        else:
+            hint = "rescale it, or clip it with np.clip(image, 0, 1)"
+        raise ValueError(f"{what} values must be in [0, 1], got [{lo:.6g}, {hi:.6g}]; {hint}")
+    if lo < 0.0 or hi > 1.0:
+        x = np.clip(x, 0.0, 1.0)
+    return x
+
+
+def check_float_image(image) -> np.ndarray:
+    """:func:`upscale_array`'s input as float32 HxWx3 in [0, 1], checked: TypeError for integer
+    (uint8 / uint16), bool or non-numeric data and PIL images; ValueError (targets.TargetError for
+    the sizes) for another shape, no pixels, more than targets.MAX_INPUT_PIXELS, NaN/inf or values
+    outside [0, 1] beyond RANGE_TOLERANCE (values within it are clipped)."""
+    if isinstance(image, Image.Image):
+        raise TypeError("upscale_array takes a float array HxWx3 in [0, 1], not a PIL image: use "
+                        "diffsr_jax.upscale, or np.asarray(image.convert('RGB'), np.float32) / 255")
+    a = np.asarray(image)
+    if np.issubdtype(a.dtype, np.integer) or a.dtype == np.bool_:
+        hint = {np.dtype(np.uint8): "255", np.dtype(np.uint16): "65535"}.get(a.dtype, "its maximum value")
+        raise TypeError(f"upscale_array takes a float image in [0, 1], got {a.dtype} values: divide by {hint} "
+                        f"(e.g. image.astype(np.float32) / {hint}) or use diffsr_jax.upscale, which takes "
+                        "uint8 / uint16 images")
+    if not np.issubdtype(a.dtype, np.floating):
+        raise TypeError(f"upscale_array takes a float image in [0, 1], got dtype {a.dtype}")
+    if a.ndim != 3 or a.shape[-1] != 3:
+        raise ValueError(f"expected an HxWx3 image, got shape {a.shape}")
+    targets.check_input_size(a.shape[:2])
+    return _check_unit_range(a, "the image").astype(np.float32, copy=False)
+
+
+def cap_steps(num_steps: int, t: int, sampler: str) -> tuple[int, list[str]]:
+    """(steps to run, notes): ``num_steps`` capped where more steps can only repeat steps.
+
+    From noise step t the sampler's ladder (:func:`diffsr_jax.samplers.timestep_ladder`) has at
+    most t distinct steps, and already visits every step t, t-1, ..., 0 with t steps on the even
+    ladder and 2t on the quadratic one ("-quad"); more steps are repeats that still cost a network
+    call each. So the count is capped there, with a note. For the deterministic DDIM samplers the
+    output is exactly the uncapped one; DDPM's draws its noise per step index, so it runs the same
+    chain with other draws. t = 0 (no denoising): nothing to cap, no note.
+    """
+    if t < 1:
+        return num_steps, []
+    cap = 2 * t if sampler.endswith("-quad") else t
+    if num_steps <= cap:
+        return num_steps, []
+    return cap, [f"{num_steps} sampler steps asked for from noise step t={t}: ran {cap}, which already visit every "
+                 f"step from {t} to 0 (more would only repeat steps)"]
+
+
+def _pil_to_array(im: Image.Image) -> np.ndarray:
+    """A PIL image as the array :func:`upscale` works on: L, LA, RGB, RGBA as uint8, 16-bit
+    grayscale (I;16*) as uint16, 32-bit integer (I) as uint16 when its values fit, float (F) as
+    float32 (checked to be in [0, 1] later); 1 → L, P/PA → RGB(A), premultiplied → LA / RGBA,
+    others (CMYK, YCbCr, LAB, HSV) → RGB."""
+    m = im.mode
+    if m in ("L", "LA", "RGB", "RGBA", "F"):
+        return np.asarray(im)
+    if m.startswith("I;16"):
+        return np.asarray(im).astype(np.uint16)  # big-endian I;16B → native order
+    if m == "I":
+        a = np.asarray(im)
+        if a.size and (a.min() < 0 or a.max() > 65535):
+            raise ValueError("a 32-bit integer (mode I) PIL image with values outside 0..65535 is not supported")
+        return a.astype(np.uint16)
+    if m == "1":
+        return np.asarray(im.convert("L"))
+    if m in ("P", "PA"):
+        return np.asarray(im.convert("RGBA" if (m == "PA" or "transparency" in im.info) else "RGB"))
+    if m in ("La", "RGBa"):
+        return np.asarray(im.convert(m.upper()))
+    return np.asarray(im.convert("RGB"))

@@ -89,7 +89,54 @@ def load_params(directory: str, abstract_params: Any) -> Any:
     path = os.path.join(os.path.abspath(directory), "params")
     if not os.path.isdir(path):
         raise CheckpointError(f"no parameters in checkpoint {directory} (missing params/)")
+    # Orbax restores each array at its stored shape whatever the target says: a model.json that
+    # disagrees with params/ would only fail at the first forward pass, deep inside Flax. So the
+    # stored tree (Orbax's metadata, when it can be read) and then the restored one are checked.
+    what = f"{path} does not match the architecture in model.json"
+    ckptr = ocp.StandardCheckpointer()
     try:
-        return ocp.StandardCheckpointer().restore(path, abstract_params)
+        meta = ckptr.metadata(path)
+        stored = _shapes(getattr(meta, "item_metadata", meta))
+    except Exception:  # no or unreadable metadata: the restore below reports what is wrong
+        stored = None
+    if stored:
+        _compare_shapes(stored, _shapes(abstract_params), what)
+    try:
+        params = ckptr.restore(path, abstract_params)
     except Exception as e:  # Orbax raises a variety of types for truncated/mismatched data
         raise CheckpointError(f"cannot restore parameters from {path}: {type(e).__name__}: {e}") from None
+    check_tree_matches(params, abstract_params, what)
+    return params
+
+
+def _path_str(path) -> str:
+    return "/".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path)
+
+
+def _shapes(tree: Any) -> dict:
+    """{"Conv_0/bias": shape} for a tree of arrays, ShapeDtypeStructs or Orbax array metadata."""
+    return {_path_str(p): tuple(x.shape if hasattr(x, "shape") else jnp.shape(x))
+            for p, x in jax.tree_util.tree_leaves_with_path(tree)}
+
+
+def check_tree_matches(tree: Any, abstract: Any, what: str) -> None:
+    """CheckpointError ``"<what>: ..."`` naming the first differences when ``tree``'s leaf paths
+    or shapes differ from ``abstract``'s (a tree of ShapeDtypeStructs); None when they agree."""
+    _compare_shapes(_shapes(tree), _shapes(abstract), what)
+
+
+def _compare_shapes(got: dict, want: dict, what: str) -> None:
+    wrong = [k for k in want if k in got and got[k] != want[k]]
+    missing = [k for k in want if k not in got]
+    extra = [k for k in got if k not in want]
+    problems = []
+    if wrong:
+        k = wrong[0]
+        problems.append(f"{len(wrong)} parameter(s) of another shape, e.g. {k} is {got[k]} in the checkpoint "
+                        f"but {want[k]} for the architecture")
+    if missing:
+        problems.append(f"{len(missing)} parameter(s) missing, e.g. {missing[0]}")
+    if extra:
+        problems.append(f"{len(extra)} unexpected parameter(s), e.g. {extra[0]}")
+    if problems:
+        raise CheckpointError(f"{what}: {'; '.join(problems)}")

@@ -13,9 +13,10 @@ little-endian 16-bit raw mode applied to big-endian data), and joins the two hal
 either, so 16-bit PNG output uses a small built-in PNG encoder. Other formats are written at
 8 bits (TIFF keeps 16 bits for plain grayscale); a note says when precision or alpha is dropped.
 
-EXIF orientation is applied on read (the output is written upright, without EXIF). CMYK and
-other colour spaces are converted to RGB with Pillow's conversions (no ICC colour management);
-the input's ICC profile, if any, is kept in ``icc_profile`` and written to formats that store one.
+EXIF orientation is applied on read (the output is written upright, without EXIF). CMYK goes to
+sRGB through its embedded CMYK profile, else (like other colour spaces) by Pillow's conversion with
+a note; an ICC profile is kept and written only when it describes the pixels (see
+:mod:`diffsr_jax.colour_profiles`). Animated / multi-page files give their first frame, with a note.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from typing import Optional
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from . import colour_profiles
 from .protocols import to_uint8, to_uint16
 from .targets import MAX_INPUT_PIXELS
 
@@ -181,7 +183,8 @@ def read_image(
 
     Handles 8-bit RGB/RGBA/L/LA/P (palette transparency becomes alpha), 1-bit, 16-bit PNG of
     every colour type (see module docstring), 16-bit grayscale TIFF, JPEG (incl. CMYK) and
-    anything else Pillow opens that converts to RGB. Animated files give their first frame.
+    anything else Pillow opens that converts to RGB. Animated / multi-page files give their first
+    frame, with a note.
     """
     path = os.fspath(path)
     if not os.path.exists(path):
@@ -207,13 +210,19 @@ def read_image(
                         path,
                         f"too large: {w}x{h} = {w * h:,} pixels; the limit is {max_pixels:,} pixels",
                     )
+                frames = _frame_count(im)
                 im.load()  # full decode now, so truncated files fail here
                 fmt = im.format
+                if frames > 1 and fmt != "MPO":  # MPO: a camera JPEG's extra images are previews
+                    notes.append(f"animated/multi-page file: only the first of {frames} frames was upscaled")
                 icc = im.info.get("icc_profile")
                 qtables = _jpeg_quantization(im)
                 png = _png_header(path) if fmt == "PNG" else None
                 orientation = _exif_orientation(im) if apply_exif_orientation else 1
-                rgb, alpha, mode, bit_depth = _convert(im, path, png, notes)
+                srgb = colour_profiles.cmyk_to_srgb(im, icc, notes) if im.mode == "CMYK" else None
+                rgb, alpha, mode, bit_depth = _convert(im if srgb is None else srgb, path, png, notes)
+                # CMYK: the pixels are sRGB now (or converted without the profile): no profile.
+                icc = None if im.mode == "CMYK" else colour_profiles.keep_if_fits(icc, mode, notes)
     except ImageReadError:
         raise
     except FileNotFoundError:
@@ -241,6 +250,13 @@ def read_image(
         rgb=rgb, alpha=alpha, mode=mode, bit_depth=bit_depth, path=path, format=fmt,
         icc_profile=icc, notes=notes, jpeg_quantization=qtables,
     )
+
+
+def _frame_count(im: Image.Image) -> int:
+    try:
+        return max(int(getattr(im, "n_frames", 1) or 1), 1)
+    except Exception:  # a damaged later frame: the first one is still read (or fails) below
+        return 1
 
 
 def _jpeg_quantization(im: Image.Image) -> Optional[dict]:
@@ -505,6 +521,8 @@ def write_image(
         chans.append(alpha)
     arr = np.stack(chans, axis=-1)
     out_mode = ("gray_alpha" if want_alpha else "gray") if gray else ("rgba" if want_alpha else "rgb")
+    if fmt in ("PNG", "JPEG", "WEBP", "TIFF"):  # never a profile that does not describe the pixels
+        icc_profile = colour_profiles.keep_if_fits(icc_profile, out_mode, notes)
 
     directory = os.path.dirname(os.path.abspath(path))
     if not overwrite and os.path.lexists(path):

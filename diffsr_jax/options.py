@@ -15,17 +15,37 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from typing import Any, Mapping, Optional, Union
 
 from diffsr_jax import defaults, targets
 
 NoiseSpec = tuple  # ("auto", None) | ("fraction", f) | ("step", t)
 
+#: The largest seed: JAX's ``jax.random.key`` takes a signed 64-bit integer (a bigger Python int
+#: is an OverflowError inside JAX), so seeds are whole numbers in [0, 2**63 - 1]. With JAX's
+#: default 32-bit mode (``jax_enable_x64`` off) the key is built from the seed's low 32 bits.
+MAX_SEED = 2 ** 63 - 1
+
+
+def _is_number(value) -> bool:
+    """A real number, Python's or numpy's (np.int64, np.float32, ...), but not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _is_whole(value) -> bool:
+    """A number with an integer value (ints of any size; finite floats like 3.0)."""
+    if not _is_number(value):
+        return False
+    if isinstance(value, numbers.Integral):
+        return True
+    return math.isfinite(value) and int(value) == value
+
 
 def check_self_ensemble_size(n) -> int:
     """``n`` as an int if it is a supported self-ensemble size, else ValueError."""
     sizes = defaults.SELF_ENSEMBLE_SIZES
-    if isinstance(n, bool) or not isinstance(n, (int, float)) or int(n) != n or int(n) not in sizes:
+    if not _is_whole(n) or int(n) not in sizes:
         raise ValueError(f"self-ensemble size must be one of {', '.join(map(str, sizes))}, got {n!r}")
     return int(n)
 
@@ -41,12 +61,12 @@ def parse_noise(noise) -> NoiseSpec:
             return ("auto", None)
         if kind == "fraction":
             return ("fraction", _fraction(value, noise))
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value or value < 0:
+        if not _is_whole(value) or value < 0:
             raise ValueError(f"noise step must be a whole number >= 0, got {value!r}")
         return ("step", int(value))
     if isinstance(noise, str):
         return targets.parse_noise(noise)
-    if isinstance(noise, (int, float)) and not isinstance(noise, bool):
+    if _is_number(noise):
         return ("fraction", _fraction(noise, noise))
     raise ValueError(f"noise must be 'auto', a fraction in [0, 1] or 't=N', got {noise!r}")
 
@@ -61,11 +81,13 @@ def _fraction(value, spec) -> float:
     return f
 
 
-def _whole(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+def _whole(name: str, value, minimum: int, maximum: Optional[int] = None) -> int:
+    if not _is_whole(value):
         raise ValueError(f"{name} must be a whole number, got {value!r}")
     if int(value) < minimum:
         raise ValueError(f"{name} must be ≥ {minimum}")
+    if maximum is not None and int(value) > maximum:
+        raise ValueError(f"{name} must be in [{minimum}, {maximum}], got {int(value)}")
     return int(value)
 
 
@@ -83,7 +105,8 @@ class InferenceOptions:
     self_ensemble: 1 | 2 | 4 | 8 flips/rotations averaged per ε (None: DEFAULT_SELF_ENSEMBLE).
     tile:        None = whole images up to the API's threshold, tiles above; 0 = never tile; N = N×N tiles.
     tile_overlap, tile_batch: tile overlap in pixels, tiles per compiled call.
-    seed:        seed of the injected noise.
+    seed:        seed of the injected noise: a whole number in [0, MAX_SEED = 2**63 - 1] (JAX's
+                 signed 64-bit range; anything larger is refused with a ValueError).
     """
 
     noise: Union[str, float, NoiseSpec] = "auto"
@@ -125,7 +148,7 @@ class InferenceOptions:
             set_("tile", _whole("tile", self.tile, 0))
         set_("tile_overlap", _whole("tile_overlap", self.tile_overlap, 0))
         set_("tile_batch", _whole("tile_batch", self.tile_batch, 1))
-        set_("seed", _whole("seed", self.seed, 0))
+        set_("seed", _whole("seed", self.seed, 0, MAX_SEED))
 
     @classmethod
     def field_names(cls) -> tuple[str, ...]:

@@ -26,6 +26,7 @@ diffusion process (0 <= f <= 1), or an explicit step ``t=350`` (an integer >= 0)
 from __future__ import annotations
 
 import math
+import numbers
 import re
 from dataclasses import dataclass
 from fractions import Fraction
@@ -44,6 +45,9 @@ __all__ = [
     "parse_noise",
     "output_size",
     "check_input_size",
+    "check_output_size",
+    "as_target",
+    "scale_target",
     "apply_crop",
 ]
 
@@ -269,6 +273,79 @@ def parse_noise(spec: str) -> tuple[str, Union[float, int, None]]:
 
 def _round_half_up(x: Fraction) -> int:
     return math.floor(x + Fraction(1, 2))
+
+
+def _pixels(value, what: str, spec) -> int:
+    """A whole number of pixels >= 1 (an int, a numpy integer or a float like 32.0)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"the output {what} must be a whole number of pixels, got {value!r} in {spec!r}")
+    if not isinstance(value, numbers.Integral) and not (math.isfinite(value) and int(value) == value):
+        raise TargetError(f"the output {what} must be a whole number of pixels, got {value!r} in {spec!r}")
+    if int(value) < 1:
+        raise TargetError(f"the output {what} must be at least 1 pixel, got {int(value)} in {spec!r}")
+    return int(value)
+
+
+def check_output_size(out_hw, *, max_output_pixels: int = MAX_OUTPUT_PIXELS) -> tuple[int, int]:
+    """An explicit output size ``(height, width)`` (numpy's shape order) as two ints.
+
+    TypeError unless it is a pair of numbers; :class:`TargetError` (a ValueError) unless both
+    are whole numbers >= 1 and ``height * width`` is at most ``max_output_pixels``.
+    """
+    if isinstance(out_hw, (str, bytes)) or not hasattr(out_hw, "__len__") or len(out_hw) != 2:
+        raise TypeError(f"an output size must be a (height, width) pair of whole numbers, got {out_hw!r}")
+    h, w = _pixels(out_hw[0], "height", out_hw), _pixels(out_hw[1], "width", out_hw)
+    if h * w > max_output_pixels:
+        raise TargetError(
+            f"an output of (height, width) = ({h}, {w}) is {_fmt_int(h * w)} pixels; the limit is "
+            f"{_fmt_int(max_output_pixels)} pixels"
+        )
+    return h, w
+
+
+def scale_target(value) -> Target:
+    """A scale target from a number (2, 2.5, np.float32(3)): finite, > 0, at most MAX_SCALE."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"a scale must be a number, got {value!r}")
+    if isinstance(value, numbers.Integral):
+        exact = Fraction(int(value))
+    else:
+        f = float(value)
+        if not math.isfinite(f):
+            raise TargetError(f"invalid target {value!r}: the scale must be a finite number")
+        exact = Fraction(repr(f))  # the decimal as written: 2.7 -> 27/10, like the text "2.7"
+    if exact <= 0:
+        raise TargetError(f"invalid target {value!r}: the scale must be greater than 0")
+    if exact > MAX_SCALE:
+        raise TargetError(f"invalid target {value!r}: a scale of {_fmt_decimal(exact)} is above the maximum of "
+                          f"{MAX_SCALE} (for an exact size give (height, width))")
+    return Target(kind="scale", scale=float(exact), scale_exact=exact)
+
+
+def as_target(spec) -> Target:
+    """A :class:`Target` from any form the API accepts.
+
+    * a :class:`Target` (returned as is) or text (:func:`parse_target`: "2x", "1920x1080", "4k");
+    * a number: the scale factor (``2``, ``2.5``, ``np.float32(3)``), like the text ``"2.5x"``;
+    * a pair ``(height, width)`` of whole numbers (tuple or list), **in numpy's shape order**:
+      the size target ``(1080, 1920)`` is the text target ``"1920x1080"`` and, like it, is
+      reached according to ``fit`` (``"stretch"`` gives exactly that shape).
+
+    TypeError for anything else (None, a dict, ...); :class:`TargetError` for a bad value.
+    """
+    if isinstance(spec, Target):
+        return spec
+    if isinstance(spec, str):
+        return parse_target(spec)
+    if isinstance(spec, numbers.Real) and not isinstance(spec, bool):
+        return scale_target(spec)
+    if isinstance(spec, (tuple, list)):
+        h, w = check_output_size(spec)
+        return Target(kind="size", width=w, height=h)
+    raise TypeError(
+        f"target must be text ({TARGET_HELP}), a number (the scale) or a (height, width) pair, "
+        f"got {spec!r} ({type(spec).__name__})"
+    )
 
 
 def check_input_size(in_hw: tuple[int, int], *, max_input_pixels: int = MAX_INPUT_PIXELS) -> None:

@@ -198,3 +198,34 @@ def test_apply_crop():
     assert targets.apply_crop(b, p2) is b
     with pytest.raises(ValueError):
         targets.apply_crop(b, p)
+
+
+def test_as_target_numbers_pairs_and_refusals():
+    """The API's target forms: text, a number (the scale, exact like the text), a (height, width)
+    pair in numpy's order (the size "WIDTHxHEIGHT"); TypeError for other types."""
+    import numpy as np
+
+    assert targets.as_target(2) == parse_target("2x")
+    assert targets.as_target(2.7) == parse_target("2.7x")  # 27/10 exactly, like the text
+    assert targets.as_target(np.float32(3)).scale == 3.0
+    assert targets.as_target((1080, 1920)) == parse_target("1920x1080")
+    assert targets.as_target([np.int64(48), 64.0]) == parse_target("64x48")
+    t = parse_target("4k")
+    assert targets.as_target(t) is t and targets.as_target("4k") == t
+    for bad in (None, True, {}, b"2x", (1, 2, 3), ("a", 2)):
+        with pytest.raises(TypeError):
+            targets.as_target(bad)
+    for bad in (0, -1.5, float("inf"), float("nan"), targets.MAX_SCALE + 1, (0, 5), (-5, 32), (2.5, 3), (9000, 9000)):
+        with pytest.raises(TargetError):
+            targets.as_target(bad)
+
+
+def test_check_output_size():
+    assert targets.check_output_size((16, 24)) == (16, 24)
+    with pytest.raises(TargetError, match="at least 1 pixel"):
+        targets.check_output_size((0, 0))
+    with pytest.raises(TargetError, match="the limit is"):
+        targets.check_output_size((8193, 8192))
+    assert targets.check_output_size((10, 10), max_output_pixels=100) == (10, 10)
+    with pytest.raises(TypeError, match=r"\(height, width\) pair"):
+        targets.check_output_size(None)

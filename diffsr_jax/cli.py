@@ -1,22 +1,24 @@
 """``diffsr-upscale`` / ``python infer.py``: upscale image files with the Diff-SR model.
 
 Run with ``--help`` for the grammar of ``--target`` and ``--noise``. Exit codes: 0 all images
-written; 2 a usage error, a bad checkpoint, or at least one image failed (the others are still
-written); 130 interrupted.
+written (or skipped with ``--skip-existing``); 2 a usage error, a bad checkpoint, or at least one
+image failed (the others are still written); 130 interrupted (Ctrl-C); 143 terminated (SIGTERM).
+Batch jobs (inputs at scale, resuming, the manifest, ``--shard``) are planned in
+:mod:`diffsr_jax.batch` and run in :mod:`diffsr_jax.batch_run`.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
-import time
-from dataclasses import dataclass
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Optional, Sequence
 
-import numpy as np
-
-from . import defaults, image_io, targets
+from . import batch, batch_run, defaults, image_io, targets
+from .batch import BatchUsageError
 from .options import InferenceOptions
 from .image_io import IMAGE_EXTENSIONS, ImageReadError
 from .targets import TargetError
@@ -49,16 +51,38 @@ noise (--noise SPEC): how far into the diffusion process to start
 output naming: -o names a FILE when it ends in an image extension
   ({', '.join(e[1:] for e in IMAGE_EXTENSIONS)}) and there is exactly one input file;
   otherwise -o is a FOLDER (created if missing) and each input IN/<stem>.<ext> is written
-  to OUT/<stem><suffix>.<ext>, keeping the input's extension (or .png when it is not one of
-  those), or the extension of --format. --suffix may contain {{target}}, e.g. "_{{target}}"
-  gives photo_4x.png. Existing files are never replaced without --overwrite, an input is never
+  to OUT/<stem><suffix>.<ext> (--recursive: IN/SUB/<stem>.<ext> to OUT/SUB/...), keeping the
+  input's extension (or .png when it is not one of those), or the extension of --format.
+  --suffix may contain {{target}}, e.g. "_{{target}}" gives photo_4x.png. Existing files are
+  never replaced without --overwrite (--skip-existing skips their inputs), an input is never
   replaced, and nothing is ever left half-written. Grayscale stays grayscale, alpha is kept
   (upscaled bicubically), 16-bit PNG stays 16-bit.
+
+batch jobs:
+  inputs       files, folders (their own images; --recursive: the whole tree, mirrored under -o),
+               @LIST (a text file of paths, one a line; blank lines and lines starting with # are
+               ignored; relative paths are relative to the list file's folder) and glob patterns
+               ('scans/*.tif', 'raw/**/*.png': quote them; used when no such path exists). The
+               inputs are sorted by path and each file is done once.
+  resuming     --skip-existing skips inputs whose output exists (outputs are written atomically, so
+               a present file is complete): rerun a killed or preempted job with it to do the rest.
+  manifest     --manifest FILE appends one JSON line per input done, skipped or failed: input,
+               output, input_size, output_size ([w, h]), t, steps, mode, colour_fix, degradation,
+               seconds, status (ok, skipped, error), error. {{shard}} in FILE becomes K.
+  sharding     --shard K/N: this process takes the inputs whose place in the sorted list is K mod N;
+               N processes with the same command split the work without overlap. In a multi-process
+               JAX job (srun, mpirun, a TPU pod with --distributed on) K/N default to
+               jax.process_index()/jax.process_count(). Each process uses its own devices.
+  batching     images going to the same output size are denoised together, --batch-images at a time,
+               while the next ones are decoded and the last ones written.
 
 examples:
   {PROG} photo.jpg --target 4x -o photo_4x.jpg
   {PROG} frames/ --target 1080p --fit cover -o out/
   {PROG} a.png b.png --target 2.5x --noise t=300 --steps 20 -o out/ --suffix _{{target}}
+  {PROG} photos/ --recursive --target 2x -o out/ --skip-existing --manifest out/manifest.jsonl
+  {PROG} @todo.txt 'extra/*.jpg' --target 1080p -o out/
+  {PROG} photos/ -r -t 2x -o out/ --skip-existing --manifest m-{{shard}}.jsonl --shard 3/8
 """
 
 
@@ -123,6 +147,13 @@ def _tile(s):
     return _nonneg_int("--tile")(s)
 
 
+def _shard(s):
+    try:
+        return batch.parse_shard(s)
+    except BatchUsageError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _cpu_devices(s):
     """--cpu-devices: auto or a whole number >= 1."""
     word = s.strip().lower()
@@ -134,7 +165,8 @@ def _cpu_devices(s):
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog=PROG, description=DESCRIPTION, epilog=EPILOG, formatter_class=_Formatter)
     p.add_argument("inputs", nargs="+", metavar="INPUT",
-                   help="image files and/or folders (a folder's images, not recursive, sorted by name)")
+                   help="image files, folders (their images; the whole tree with --recursive), @LIST "
+                        "files of paths and glob patterns (see 'batch jobs' below)")
     p.add_argument("-t", "--target", required=True, metavar="SPEC",
                    help="scale, WIDTHxHEIGHT or name, e.g. 4x, 2.7x, 1920x1080, 4k (see below)")
     p.add_argument("-o", "--output", required=True, metavar="OUT",
@@ -174,8 +206,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tile-overlap", type=_nonneg_int("--tile-overlap"), default=32, metavar="N",
                    help="overlap between tiles in pixels (default: 32)")
     p.add_argument("--batch-size", type=_positive_int("--batch-size"), default=4, metavar="N",
-                   help="tiles denoised together in one compiled call (more = faster on GPU/TPU, "
-                        "more memory); images are processed one at a time (default: 4)")
+                   help="tiles of one large (tiled) image denoised together in one compiled call "
+                        "(more = faster on GPU/TPU, more memory) (default: 4)")
+    p.add_argument("--batch-images", type=_positive_int("--batch-images"), default=8, metavar="N",
+                   help="images with the same output size denoised together in one call (more = faster "
+                        "on GPU/TPU, more memory; 1 = one at a time) (default: 8)")
     p.add_argument("--cpu-devices", type=_cpu_devices, default="auto", metavar="auto|N",
                    help="on a CPU-only machine, spread the denoising over this many XLA CPU devices (batches of "
                         "tiles split by tile, a whole image by rows): "
@@ -187,6 +222,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="appended to each output file's stem in folder output; may contain "
                         "{target} (default: none)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.add_argument("-r", "--recursive", action="store_true",
+                   help="take folders' sub-folders too; the output tree mirrors the input tree under -o")
+    p.add_argument("--skip-existing", action="store_true",
+                   help="skip inputs whose output file exists (resume a killed job); exit 0 when all are done")
+    p.add_argument("--manifest", default=None, metavar="FILE",
+                   help="append one JSON line per input (done, skipped or failed) to FILE")
+    p.add_argument("--shard", type=_shard, default=None, metavar="K/N",
+                   help="process only the inputs whose place in the sorted input list is K mod N "
+                        "(default: jax.process_index()/process_count() in a multi-process JAX job, else all)")
+    p.add_argument("--distributed", choices=("auto", "on", "off"), default="auto",
+                   help="start jax.distributed (the shard then comes from jax.process_index()): on (e.g. a "
+                        "TPU pod), off, or auto: when the environment describes a multi-process job "
+                        "(srun, mpirun, JAX_COORDINATOR_ADDRESS) and --shard is not given (default: auto)")
     p.add_argument("--allow-downscale", action="store_true",
                    help="allow a target smaller than the input")
     p.add_argument("-q", "--quiet", action="store_true",
@@ -208,12 +256,6 @@ def inference_options(args) -> InferenceOptions:
 
 
 # ---------------------------------------------------------------------------------------------
-
-
-@dataclass
-class _Job:
-    src: str  # input path
-    dst: str  # output path
 
 
 def _one_line(e: BaseException) -> str:
@@ -243,194 +285,231 @@ def _enable_compilation_cache() -> None:
         pass
 
 
-def _list_folder(folder: str) -> list[str]:
-    names = []
-    for name in os.listdir(folder):
-        full = os.path.join(folder, name)
-        if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS and os.path.isfile(full):
-            names.append(name)
-    return [os.path.join(folder, n) for n in sorted(names)]
-
-
-def _same_file(a: str, b: str) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return os.path.normcase(os.path.abspath(a)) == os.path.normcase(os.path.abspath(b))
-
-
-def _plan_jobs(args, target) -> tuple[list[_Job], int]:
-    """Expands inputs and names outputs. Returns (jobs, number of failures already reported)."""
-    failures = 0
-    sources: list[str] = []
-    for inp in args.inputs:
-        if os.path.isdir(inp):
-            found = _list_folder(inp)
-            if not found:
-                _err(f"{inp}: no images ({', '.join(e[1:] for e in IMAGE_EXTENSIONS)}) in this folder")
-                failures += 1
-            sources.extend(found)
-        elif os.path.exists(inp):
-            sources.append(inp)
-        else:
-            _err(f"{inp}: no such file or folder")
-            failures += 1
-
+def _plan(args, target) -> tuple[batch.Expanded, list[batch.Job]]:
+    """All inputs (before sharding: every process plans the same list) and their outputs. Usage
+    errors, including an -o whose folder cannot be created or written, stop here."""
     out = args.output
-    out_ext = os.path.splitext(out.rstrip("/\\"))[1].lower()
-    file_mode = (out_ext in IMAGE_EXTENSIONS and not os.path.isdir(out)
-                 and not out.endswith(("/", os.sep)))
-    if file_mode:
-        if len(args.inputs) != 1 or os.path.isdir(args.inputs[0]):
-            raise _UsageError(
-                f"-o {out} names a file, but the input is {len(args.inputs)} paths or a folder; "
-                "give a folder for -o"
-            )
-        if args.format and image_io.FORMAT_BY_EXTENSION["." + args.format] != \
-                image_io.FORMAT_BY_EXTENSION[out_ext]:
-            raise _UsageError(f"--format {args.format} contradicts the extension of -o {out}")
-        return [_Job(src, out) for src in sources], failures
-    if os.path.exists(out) and not os.path.isdir(out):
+    file_mode = batch.is_file_output(out)
+    if not file_mode and os.path.exists(out) and not os.path.isdir(out):
         raise _UsageError(f"-o {out} exists and is not a folder")
-
+    problem = batch.folder_problem(os.path.dirname(os.path.abspath(out)) if file_mode else out)
+    if problem:
+        raise _UsageError(f"-o {out}: {problem}")
+    exp = batch.expand_inputs(args.inputs, recursive=args.recursive, exclude=() if file_mode else (out,))
+    if file_mode:
+        batch.check_file_output(out, args.format, args.inputs, exp.sources, exp.folders)
     suffix = args.suffix.replace("{target}", target.label)
-    if os.sep in suffix or "/" in suffix:
-        raise _UsageError("--suffix must not contain a path separator")
-    jobs: list[_Job] = []
-    taken: dict[str, str] = {}
-    for src in sources:
-        stem, ext = os.path.splitext(os.path.basename(src))
-        if args.format:
-            ext = "." + args.format
-        elif ext.lower() not in IMAGE_EXTENSIONS:
-            ext = ".png"
-        dst = os.path.join(out, stem + suffix + ext)
-        key = os.path.normcase(os.path.abspath(dst))
-        if key in taken:
-            _err(f"{src}: its output {dst} would also be the output of {taken[key]}; "
-                 "rename one input or process them separately")
-            failures += 1
-            continue
-        taken[key] = src
-        jobs.append(_Job(src, dst))
-    return jobs, failures
+    return exp, batch.name_outputs(exp.sources, out, fmt=args.format, suffix=suffix, file_mode=file_mode)
 
 
-def _check_destination(job: _Job, overwrite: bool) -> Optional[str]:
-    if os.path.exists(job.dst) and _same_file(job.src, job.dst):
-        return f"the output {job.dst} would replace the input; choose another -o or a --suffix"
-    if os.path.isdir(job.dst):
-        return f"the output {job.dst} is a folder"
-    if os.path.exists(job.dst) and not overwrite:
-        return f"{job.dst} exists (use --overwrite to replace it)"
-    return None
+_SKIP = object()
 
 
-def _fmt_hw(hw) -> str:
-    return f"{hw[1]}x{hw[0]}"
+def _triage(job: batch.Job, args, folders: dict):
+    """Before any work: why ``job`` fails (a reason), _SKIP (its output exists and
+    --skip-existing), or None (to do). ``folders`` caches each output folder's check."""
+    if job.problem:
+        return job.problem
+    dst = job.dst
+    if os.path.lexists(dst):
+        if batch.same_file(job.src, dst):
+            return f"the output {dst} would replace the input; choose another -o or a --suffix"
+        if os.path.isdir(dst):
+            return f"the output {dst} is a folder"
+        if args.skip_existing and os.path.isfile(dst):
+            return _SKIP
+        if not args.overwrite:
+            return f"{dst} exists (use --overwrite to replace it, or --skip-existing to keep it)"
+    folder = os.path.dirname(os.path.abspath(dst))
+    if folder not in folders:
+        folders[folder] = batch.folder_problem(folder)
+    return folders[folder]
 
 
-class _ImageFailure(Exception):
+def _probe(src: str):
+    """(input (height, width), None) from the header, or (None, why it cannot be read)."""
+    hw = batch.probe_size(src)
+    if hw is not None:
+        return hw, None
+    try:  # the header did not parse: decoding says why (or, rarely, works)
+        img = image_io.read_image(src)
+    except ImageReadError as e:
+        return None, e.reason or str(e)
+    except Exception as e:  # noqa: BLE001
+        return None, f"cannot read: {type(e).__name__}: {_one_line(e)}"
+    return img.size, None
+
+
+def _probe_all(paths: list[str], threads: int = 8, slice_size: int = 4096) -> list:
+    """:func:`_probe` of every path, in threads (I/O bound on network file systems) and in slices
+    (bounded memory for a million inputs; Ctrl-C stops after the slice being read). Each input's
+    size from its header, so that what is known to fail is refused before paying for the model,
+    and images can be grouped by output size."""
+    out: list = []
+    pool = ThreadPoolExecutor(threads, thread_name_prefix="diffsr-probe")
+    try:
+        for i in range(0, len(paths), slice_size):
+            out.extend(pool.map(_probe, paths[i:i + slice_size]))
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+    return out
+
+
+def _start_jax(args) -> None:
+    """Before anything touches a device: the compilation cache, the CPU devices and (per
+    --distributed; auto only without --shard) the multi-process runtime."""
+    _enable_compilation_cache()
+    from . import sharding
+
+    # Inside a program whose JAX already runs (cli.main called from Python) the devices there are
+    # kept; only an explicit count is worth a note then.
+    sharding.setup_cpu_devices(args.cpu_devices, note=args.cpu_devices != "auto" and not args.quiet)
+    if args.distributed == "on" or (args.distributed == "auto" and args.shard is None):
+        try:
+            sharding.maybe_initialize_distributed(args.distributed)
+        except (RuntimeError, ValueError, OSError) as e:
+            raise _UsageError(f"cannot start the multi-process JAX runtime (--distributed "
+                              f"{args.distributed}): {_one_line(e)}") from None
+
+
+def _shard_of(args) -> tuple[tuple[int, int], str]:
+    """(K, N) and where they came from: --shard, else JAX's process index and count (1 process:
+    0/1, everything)."""
+    if args.shard is not None:
+        return args.shard, "--shard"
+    import jax
+
+    return (jax.process_index(), jax.process_count()), "jax.process_index()"
+
+
+def _summary(args, *, written: int, skipped: int, failed: int, total: int, shard, how: str, everything: int) -> None:
+    k, n = shard
+    if args.quiet or (total <= 1 and n == 1 and not skipped):
+        return  # one image: its own line says it all
+    parts = [f"{written} written"]
+    if skipped:
+        parts.append(f"{skipped} skipped (output exists)")
+    if failed:
+        parts.append(f"{failed} failed")
+    line = f"done: {', '.join(parts)}; {total} input{'' if total == 1 else 's'}"
+    if n > 1:
+        line += f" in shard {k}/{n} (from {how}) of {everything} in all"
+    print(line, flush=True)
+
+
+class _Terminated(KeyboardInterrupt):
     pass
 
 
-def _process(job: _Job, args, target, options, api, model, log, mesh=None) -> None:
-    """Upscales one image; raises _ImageFailure with a one-line reason."""
-    t0 = time.perf_counter()
-    try:
-        img = image_io.read_image(job.src)
-    except ImageReadError as e:
-        raise _ImageFailure(e.reason or str(e)) from None
-    try:
-        plan = targets.output_size(img.size, target, args.fit, allow_downscale=args.allow_downscale)
-    except TargetError as e:
-        raise _ImageFailure(str(e)) from None
-    problem = _check_destination(job, args.overwrite)
-    if problem:
-        raise _ImageFailure(problem)
-
-    try:
-        out, info = api.upscale_array(img.rgb, plan.out_hw, model=model, options=options, progress=not args.quiet,
-                                      mesh=mesh)
-    except (MemoryError, ValueError, RuntimeError, TargetError) as e:
-        raise _ImageFailure(f"upscaling failed: {type(e).__name__}: {_one_line(e)}") from None
-    out = np.asarray(out, np.float32)
-    if out.shape != (plan.out_h, plan.out_w, 3):
-        raise _ImageFailure(
-            f"upscaling failed: model returned shape {out.shape}, expected {(plan.out_h, plan.out_w, 3)}"
-        )
-    alpha = image_io.resize_alpha(img.alpha, plan.out_hw) if img.alpha is not None else None
-    out = targets.apply_crop(out, plan)
-    alpha = targets.apply_crop(alpha, plan) if alpha is not None else None
-
-    try:
-        os.makedirs(os.path.dirname(os.path.abspath(job.dst)), exist_ok=True)
-        written = image_io.write_image(
-            job.dst, out, alpha, img.mode, img.bit_depth, overwrite=args.overwrite,
-            icc_profile=img.icc_profile,
-        )
-    except FileExistsError:
-        raise _ImageFailure(f"{job.dst} exists (use --overwrite to replace it)") from None
-    except (OSError, ValueError) as e:
-        reason = getattr(e, "strerror", None) or str(e)
-        raise _ImageFailure(f"cannot write {job.dst}: {reason}") from None
-    dt = time.perf_counter() - t0
-
-    if not args.quiet:
-        for note in img.notes + written.notes:
-            log(f"note: {job.src}: {note}", err=True)
-        scale = plan.scale_label()
-        if plan.crop is not None:
-            scale += f", centre crop of {_fmt_hw(plan.out_hw)}"
-        t = info.get("t") if isinstance(info, dict) else None
-        frac = info.get("noise_fraction") if isinstance(info, dict) else None
-        noise_txt = f"t={t}" if t is not None else "t=?"
-        if frac is not None:
-            noise_txt += f" ({100 * float(frac):.3g}%)"  # 2.5%, not a rounded 2%
-        ens = info.get("self_ensemble", 1) if isinstance(info, dict) else 1
-        if ens and ens > 1:
-            noise_txt += f", self-ensemble {ens}"
-        devices = info.get("devices", 1) if isinstance(info, dict) else 1
-        if devices and devices > 1:
-            noise_txt += f", {devices} devices"
-        log(f"{job.src}: {_fmt_hw(img.size)} -> {_fmt_hw(plan.final_hw)} ({scale}), "
-            f"{noise_txt}, {dt:.1f} s -> {job.dst}")
+def _on_sigterm(signum, frame):
+    raise _Terminated()
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    # SIGTERM (a scheduler's preemption) ends the run like Ctrl-C: the writes in flight finish
+    # and the manifest gets their lines. Only where nobody else handles SIGTERM.
+    installed = False
+    if threading.current_thread() is threading.main_thread():
+        try:
+            if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+                signal.signal(signal.SIGTERM, _on_sigterm)
+                installed = True
+        except (ValueError, OSError, AttributeError):
+            pass
     try:
         return _main(argv)
+    except _Terminated:
+        print("\nterminated", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
+    finally:
+        if installed:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _main(argv) -> int:
     parser = build_parser()
+    manifest = None
     try:
         args = parser.parse_args(argv)
         target = targets.parse_target(args.target)
         options = inference_options(args)
-        noise = options.noise
         if args.tile and args.tile_overlap >= args.tile:
             raise _UsageError(f"--tile-overlap ({args.tile_overlap}) must be smaller than --tile ({args.tile})")
         if args.checkpoint is not None and not os.path.isdir(args.checkpoint):
             raise _UsageError(f"--checkpoint {args.checkpoint}: no such model folder")
-        jobs, failures = _plan_jobs(args, target)
-    except (_UsageError, TargetError) as e:
+        if args.skip_existing and args.overwrite:
+            raise _UsageError("--skip-existing keeps existing outputs and --overwrite replaces them: choose one")
+        exp, jobs = _plan(args, target)
+        # Without --shard the shard comes from JAX's process index; with --distributed on every
+        # process joins the runtime at once (also one with nothing to do: the others wait for it).
+        jax_started = args.shard is None or args.distributed == "on"
+        if jax_started:
+            _start_jax(args)
+        shard, how = _shard_of(args)
+        if args.manifest:
+            manifest = batch.Manifest(args.manifest.replace("{shard}", str(shard[0])))
+    except (_UsageError, TargetError, BatchUsageError) as e:
         _err(str(e))
         return 2
+    try:
+        return _run(args, target, options, exp, jobs, shard, how, manifest, jax_started)
+    finally:
+        if manifest is not None:
+            manifest.close()
 
-    # Refuse what is already known to fail before paying for the model.
-    runnable = []
-    for job in jobs:
-        problem = _check_destination(job, args.overwrite)
-        if problem:
-            _err(f"{job.src}: {problem}")
+
+def _run(args, target, options, exp, jobs, shard, how, manifest, jax_started) -> int:
+    failures = skipped = 0
+
+    def record(job, status, reason=None, in_hw=None):
+        if manifest is not None:
+            manifest.write(batch_run.manifest_record(job, status, error=reason, in_hw=in_hw, shard=shard))
+
+    def fail(job, reason, in_hw=None):
+        nonlocal failures
+        failures += 1
+        _err(f"{job.src}: {reason}")
+        record(job, "error", reason, in_hw)
+
+    if shard[0] == 0:  # inputs that gave no file: reported once, by the first shard
+        for inp, message in exp.problems:
             failures += 1
+            _err(message)
+            record(batch.Job(-1, inp, None), "error", message)
+    mine = [j for j in jobs if batch.in_shard(j.index, shard)]
+    todo, folders = [], {}
+    for job in mine:
+        reason = _triage(job, args, folders)
+        if reason is _SKIP:
+            skipped += 1
+            record(job, "skipped")
+        elif reason:
+            fail(job, reason)
         else:
-            runnable.append(job)
+            todo.append(job)
+    sizes = _probe_all([j.src for j in todo])
+    runnable = []
+    for job, (hw, reason) in zip(todo, sizes):
+        if reason:
+            fail(job, reason)
+            continue
+        job.in_hw = hw
+        try:
+            job.plan = targets.output_size(hw, target, args.fit, allow_downscale=args.allow_downscale)
+        except TargetError as e:
+            fail(job, str(e), hw)
+            continue
+        runnable.append(job)
+
+    def summary(written=0):
+        _summary(args, written=written, skipped=skipped, failed=failures, total=len(mine), shard=shard, how=how,
+                 everything=len(jobs))
+
     if not runnable:
+        summary()
         return 2 if failures else 0
 
     try:
@@ -438,18 +517,19 @@ def _main(argv) -> int:
     except ImportError as e:
         _err(f"cannot import the model code (diffsr_jax.api): {e}")
         return 2
-    _enable_compilation_cache()
-    from . import sharding
-
-    # Before anything touches a device. Inside a program whose JAX already runs (cli.main called
-    # from Python) the devices there are kept; only an explicit count is worth a note then.
-    sharding.setup_cpu_devices(args.cpu_devices, note=args.cpu_devices != "auto" and not args.quiet)
+    try:
+        if not jax_started:
+            _start_jax(args)
+    except _UsageError as e:
+        _err(str(e))
+        return 2
     try:
         model = api.load_model(args.checkpoint)
     except (RuntimeError, OSError, ValueError) as e:  # CheckpointError is a RuntimeError
         where = args.checkpoint or "the bundled model"
         _err(f"cannot load the model ({where}): {_one_line(e)}")
         return 2
+    noise = options.noise
     if noise[0] == "step" and noise[1] > model.num_timesteps:
         _err(f"--noise t={noise[1]}: this model has T = {model.num_timesteps} steps (use 0..{model.num_timesteps})")
         return 2
@@ -457,21 +537,25 @@ def _main(argv) -> int:
     from tqdm.auto import tqdm
 
     # disable=None: tqdm shows the bar only when stderr is a terminal.
-    bar = tqdm(runnable, desc="images", unit="img", file=sys.stderr,
+    bar = tqdm(total=len(runnable), desc="images", unit="img", file=sys.stderr,
                disable=True if (args.quiet or len(runnable) < 2) else None, dynamic_ncols=True)
 
     def log(line: str, err: bool = False) -> None:
         # tqdm.write keeps the progress bar intact; it falls back to print when there is none.
         tqdm.write(line, file=sys.stderr if err else sys.stdout)
 
-    mesh = api.local_mesh()  # None on one device
-    for job in bar:
-        try:
-            _process(job, args, target, options, api, model, log, mesh)
-        except _ImageFailure as e:
-            log(f"error: {job.src}: {e}", err=True)
-            failures += 1
-    bar.close()
+    runner = batch_run.BatchRunner(
+        api=api, model=model, options=options, mesh=api.local_mesh(), target=target, fit=args.fit,
+        allow_downscale=args.allow_downscale, overwrite=args.overwrite, skip_existing=args.skip_existing,
+        batch_images=args.batch_images, progress=not args.quiet, quiet=args.quiet, log=log, bar=bar,
+        manifest=manifest, shard=shard)
+    try:
+        runner.run(runnable)
+    finally:
+        bar.close()
+    failures += runner.failures
+    skipped += runner.skipped
+    summary(runner.written)
     return 2 if failures else 0
 
 

@@ -3,7 +3,6 @@
 import os
 import subprocess
 import sys
-import types
 
 import numpy as np
 import pytest
@@ -11,55 +10,10 @@ from PIL import Image
 
 import diffsr_jax
 from diffsr_jax import cli
-from diffsr_jax.checkpointing import CheckpointError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _bicubic(image, out_hw):
-    h, w = out_hw
-    chans = [np.asarray(Image.fromarray(np.ascontiguousarray(image[..., c])).resize(
-        (w, h), Image.Resampling.BICUBIC)) for c in range(3)]
-    return np.clip(np.stack(chans, -1), 0, 1).astype(np.float32)
-
-
-class FakeApi(types.ModuleType):
-    """Implements the api contract: load_model / upscale_array(options=InferenceOptions) / DEFAULT_CHECKPOINT."""
-
-    def __init__(self):
-        super().__init__("diffsr_jax.api")
-        self.DEFAULT_CHECKPOINT = "/nonexistent/bundled"
-        self.load_calls = []
-        self.calls = []
-        self.fail_on = set()  # input shapes (h, w) for which upscale_array raises
-        self.mesh = None  # what local_mesh() returns (None: one device)
-        self.info_extra = {}  # merged into upscale_array's info
-
-        class LoadedModel:
-            num_timesteps = 1000
-
-        self.LoadedModel = LoadedModel
-
-    def load_model(self, checkpoint=None):
-        self.load_calls.append(checkpoint)
-        if checkpoint is not None and os.path.exists(os.path.join(checkpoint, "CORRUPT")):
-            raise CheckpointError(f"corrupt checkpoint metadata {checkpoint}/model.json: bad json")
-        return self.LoadedModel()
-
-    def local_mesh(self):
-        return self.mesh
-
-    def upscale_array(self, image, out_hw, *, model, options, progress=False, mesh=None):
-        assert isinstance(model, self.LoadedModel)
-        assert image.dtype == np.float32 and image.ndim == 3 and image.shape[2] == 3
-        self.calls.append(dict(shape=image.shape[:2], out_hw=tuple(out_hw), progress=progress, mesh=mesh,
-                               **options.as_dict()))
-        steps, self_ensemble = options.steps, options.self_ensemble
-        if image.shape[:2] in self.fail_on:
-            raise RuntimeError("RESOURCE_EXHAUSTED: out of memory\nlong XLA details")
-        return _bicubic(image, out_hw), {"t": 400, "noise_fraction": 0.4, "steps": steps or 25,
-                                         "self_ensemble": self_ensemble or 1, "devices": 1 if mesh is None else 2,
-                                         **self.info_extra}
+sys.path.insert(0, os.path.join(REPO, "tests"))
+from fake_api import FakeApi  # noqa: E402  (the bicubic stand-in for diffsr_jax.api)
 
 
 @pytest.fixture()
@@ -101,7 +55,8 @@ def test_help(capsys):
     assert e.value.code == 0
     out = capsys.readouterr().out
     for needle in ["1920x1080", "2.7x", "4k", "contain", "cover", "stretch", "t=350", "0.35",
-                   "auto", "--overwrite", "--batch-size", "one at a time", "examples"]:
+                   "auto", "--overwrite", "--batch-size", "one at a time", "examples", "--recursive",
+                   "--skip-existing", "--manifest", "--shard", "@LIST", "--batch-images", "glob"]:
         assert needle in out, needle
 
 
@@ -129,6 +84,12 @@ def test_infer_py_help_subprocess():
     (["--target", "2x", "--cpu-devices", "0"], "--cpu-devices"),
     (["--target", "2x", "--cpu-devices", "two"], "--cpu-devices"),
     (["--target", "2x", "--bogus"], "unrecognized"),
+    (["--target", "2x", "--shard", "2/2"], "--shard"),
+    (["--target", "2x", "--shard", "1of2"], "--shard"),
+    (["--target", "2x", "--shard", "-1/2"], "--shard"),
+    (["--target", "2x", "--batch-images", "0"], "--batch-images"),
+    (["--target", "2x", "--skip-existing", "--overwrite"], "choose one"),
+    (["--target", "2x", "--distributed", "maybe"], "--distributed"),
     ([], "--target"),
 ])
 def test_usage_errors_exit_2_one_line_nothing_written(api, imgs, tmp_path, capsys, argv_extra,
@@ -239,6 +200,8 @@ def test_batch_with_bad_files_still_writes_the_others(api, imgs, tmp_path, capsy
     assert rc == 2
     assert sorted(os.listdir(out)) == ["a.png", "b_gray.png", "c.png", "d.jpg"]
     assert len(err) == 4, err
+    # unreadable headers are refused before the model is loaded, a truncated body when decoded
+    err = sorted(err)
     for line, name in zip(err, ["e_corrupt.png", "f_empty.png", "g_trunc.png", "h_text.jpg"]):
         assert line.startswith("error: ") and name in line, line
     assert "0 bytes" in err[1] and "truncated" in err[2]

@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import NamedTuple, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -142,76 +142,107 @@ def upscale_array(image: np.ndarray, out_hw: tuple[int, int], *, model: LoadedMo
     (:func:`cap_steps`).
     """
     opts = (options or InferenceOptions()).replace(**option_changes).with_defaults()
-    image = check_float_image(image)
-    out_h, out_w = targets.check_output_size(out_hw)
+    plan = _plan(check_float_image(image), targets.check_output_size(out_hw), model, opts)
+    if mesh is not None and sharding.data_size(mesh) == 1:
+        mesh = None  # one device: the plain jitted calls, no sharding machinery
+    _, k_sample = jax.random.split(jax.random.key(opts.seed))
+    if plan.t == 0:
+        out = plan.x_up
+    elif plan.tile:
+        overlap = min(int(opts.tile_overlap), plan.tile // 2)
+        out = _run_tiles(model, plan.x_t, plan.t, k_sample, tile=plan.tile, overlap=overlap, num_steps=plan.steps,
+                         tile_batch=opts.tile_batch, progress=progress, cons=plan.cons,
+                         self_ensemble=opts.self_ensemble, sampler=plan.sampler, mesh=mesh)
+    else:
+        guide = None
+        if plan.cons is not None:
+            ops, ref, strength, _ = plan.cons
+            guide = pipeline.whole_image_guide(ops, jnp.asarray(ref[None]), strength)
+        if mesh is not None:  # the image's rows split over the devices
+            out = pipeline.restore_spatial(mesh, model.model, model.params, model.schedule, plan.x_t[None],
+                                           np.full((1,), plan.t, np.int32), k_sample, num_steps=plan.steps,
+                                           sampler=plan.sampler, guide=guide, guide_iters=opts.consistency_iters,
+                                           self_ensemble=opts.self_ensemble)[0]
+        else:
+            out = np.asarray(pipeline.restore_batch_jit(model.model, model.params, model.schedule,
+                                                        jnp.asarray(plan.x_t[None]), jnp.full((1,), plan.t, jnp.int32),
+                                                        k_sample, num_steps=plan.steps, sampler=plan.sampler,
+                                                        guide=guide, guide_iters=opts.consistency_iters,
+                                                        self_ensemble=opts.self_ensemble))[0]
+    devices = 1 if (mesh is None or plan.t == 0) else sharding.data_size(mesh)  # none runs at t = 0
+    return _finish(plan, out, model, opts, devices)
+
+
+class _Plan(NamedTuple):
+    """One image's resolved run: what upscale_array and upscale_batch share."""
+    image: np.ndarray      # float HxWx3 in [0, 1]
+    lr: jnp.ndarray        # (1, h, w, 3) in [-1, 1]
+    x_up: np.ndarray       # bicubic upsample, padded to the model's stride
+    x_t: Optional[np.ndarray]   # x_up noised to t (None at t = 0)
+    out_hw: tuple
+    scale: float
+    strength: float
+    t: int
+    steps: int
+    sampler: str
+    tile: int              # 0 = the whole image at once
+    cons: Optional[tuple]  # (operator, reference L y, λ, iterations) when consistent
+    notes: list
+
+
+def _plan(image: np.ndarray, out_hw: tuple, model: LoadedModel, opts: InferenceOptions) -> _Plan:
+    """Resolves the options for one image (noise step, steps, sampler, tiling), upsamples it,
+    builds its consistency operator and reference, and noises it to t with the seed's key (the
+    same draw for every image of a shape)."""
+    out_h, out_w = out_hw
     strength = opts.consistency
     if out_h < image.shape[0] or out_w < image.shape[1]:
         strength = 0.0  # A is a downscale: there is no constraint for a smaller output
-    lift, colour_fix, self_ensemble = opts.lift, opts.colour_fix, opts.self_ensemble
-    iters = opts.consistency_iters
     scale = max(out_h / image.shape[0], out_w / image.shape[1])
     consistent = strength > 0
     t = resolve_noise_step(model, opts.noise, scale, consistent=consistent)
     num_steps = default_steps(model, consistent) if opts.steps is None else opts.steps
     sampler = default_sampler(model, consistent) if opts.sampler is None else opts.sampler
     num_steps, notes = cap_steps(num_steps, t, sampler)
-    if mesh is not None and sharding.data_size(mesh) == 1:
-        mesh = None  # one device: the plain jitted calls, no sharding machinery
-    key = jax.random.key(opts.seed)
-    k_noise, k_sample = jax.random.split(key)
-
+    k_noise, _ = jax.random.split(jax.random.key(opts.seed))
     lr = jnp.asarray(image[None] * 2.0 - 1.0)
     x_up = np.asarray(pipeline.upsample(lr, (out_h, out_w)))[0]
     x_up, _ = pipeline.pad_to_multiple(x_up, model.stride)
     cons = None
     if consistent:
-        ops = consistency_mod.image_operator((out_h, out_w), image.shape[:2], lift, padded_hw=x_up.shape[:2])
-        ref = np.asarray(consistency_mod.lift(ops, lr))[0]
-        cons = (ops, ref, strength, iters)
-    # how many devices the denoising ran on (none runs at t = 0)
-    devices = 1 if (mesh is None or t == 0) else sharding.data_size(mesh)
-    tile = opts.tile
-    if t == 0:
-        out = x_up
-    else:
+        ops = consistency_mod.image_operator((out_h, out_w), image.shape[:2], opts.lift, padded_hw=x_up.shape[:2])
+        cons = (ops, np.asarray(consistency_mod.lift(ops, lr))[0], strength, opts.consistency_iters)
+    x_t, tile = None, opts.tile
+    if t > 0:
         noise_img = jax.random.normal(k_noise, x_up.shape, jnp.float32)
         x_t = np.asarray(q_sample(model.schedule, jnp.asarray(x_up), jnp.int32(t), noise_img))
         if tile is None:
             tile = DEFAULT_TILE if max(out_h, out_w) > AUTO_TILE_THRESHOLD else 0
         if tile:
             tile = max(model.stride, tile - tile % model.stride)
-            overlap = min(int(opts.tile_overlap), tile // 2)
-            out = _run_tiles(model, x_t, t, k_sample, tile=tile, overlap=overlap, num_steps=num_steps,
-                             tile_batch=opts.tile_batch, progress=progress, cons=cons, self_ensemble=self_ensemble,
-                             sampler=sampler, mesh=mesh)
-        else:
-            guide = None
-            if cons is not None:
-                guide = pipeline.whole_image_guide(ops, jnp.asarray(ref[None]), strength)
-            if mesh is not None:  # the image's rows split over the devices
-                out = pipeline.restore_spatial(mesh, model.model, model.params, model.schedule, x_t[None],
-                                               np.full((1,), t, np.int32), k_sample, num_steps=num_steps,
-                                               sampler=sampler, guide=guide, guide_iters=iters,
-                                               self_ensemble=self_ensemble)[0]
-            else:
-                out = np.asarray(pipeline.restore_batch_jit(model.model, model.params, model.schedule,
-                                                            jnp.asarray(x_t[None]), jnp.full((1,), t, jnp.int32),
-                                                            k_sample, num_steps=num_steps, sampler=sampler,
-                                                            guide=guide, guide_iters=iters,
-                                                            self_ensemble=self_ensemble))[0]
-    out = jnp.asarray(out[None, :out_h, :out_w])
-    if colour_fix != "none":
-        out = consistency_mod.colour_fix(out, jnp.asarray(x_up[None, :out_h, :out_w]), colour_fix)
+    return _Plan(image=image, lr=lr, x_up=x_up, x_t=x_t, out_hw=(out_h, out_w), scale=scale, strength=strength, t=t,
+                 steps=num_steps, sampler=sampler, tile=tile or 0, cons=cons, notes=notes)
+
+
+def _finish(plan: _Plan, out, model: LoadedModel, opts: InferenceOptions, devices: int) -> tuple[np.ndarray, dict]:
+    """The restored (padded) image → the output in [0, 1] and its info: crop, colour fix, and the
+    final projection onto the input's constraint."""
+    out_h, out_w = plan.out_hw
+    out = jnp.asarray(np.asarray(out)[None, :out_h, :out_w])
+    if opts.colour_fix != "none":
+        out = consistency_mod.colour_fix(out, jnp.asarray(plan.x_up[None, :out_h, :out_w]), opts.colour_fix)
+    consistent = plan.strength > 0
     if consistent:
         # The last word: exact (pinv) or iterated (bicubic) projection of the whole output, which
         # also repairs what tiles could not see across their borders.
-        final_ops = consistency_mod.image_operator((out_h, out_w), image.shape[:2], lift)
-        out = consistency_mod.project_onto_lr(out, lr, final_ops, strength, iters)
+        final_ops = consistency_mod.image_operator((out_h, out_w), plan.image.shape[:2], opts.lift)
+        out = consistency_mod.project_onto_lr(out, plan.lr, final_ops, plan.strength, opts.consistency_iters)
     out = np.clip((np.asarray(out)[0] + 1.0) / 2.0, 0.0, 1.0)
-    info = {"t": t, "noise_fraction": t / model.num_timesteps, "steps": num_steps, "sampler": sampler,
-            "scale": scale, "tile": tile or 0, "consistency": strength, "lift": lift if consistent else None,
-            "colour_fix": colour_fix, "self_ensemble": self_ensemble, "devices": devices}
-    info["notes"] = notes  # things the user may want to know (e.g. a capped step count)
+    info = {"t": plan.t, "noise_fraction": plan.t / model.num_timesteps, "steps": plan.steps,
+            "sampler": plan.sampler, "scale": plan.scale, "tile": plan.tile, "consistency": plan.strength,
+            "lift": opts.lift if consistent else None, "colour_fix": opts.colour_fix,
+            "self_ensemble": opts.self_ensemble, "devices": devices,
+            "notes": plan.notes}  # things the user may want to know (e.g. a capped step count)
     return out, info
 
 
@@ -219,14 +250,65 @@ def upscale_batch(images: Sequence[np.ndarray], out_hw: tuple[int, int], *, mode
                   options: Optional[InferenceOptions] = None, progress: bool = False, mesh=None,
                   **option_changes) -> list[tuple[np.ndarray, dict]]:
     """:func:`upscale_array` for several float images HxWx3 in [0, 1] (input sizes may differ)
-    that all go to one output size ``out_hw``: [(output, info)] in input order, each the output
-    :func:`upscale_array` gives for that image alone (same options, same seed), up to float
-    rounding. Batch jobs group their images by output size and call this once per group.
-    ``out_hw`` and every image are checked (as :func:`upscale_array` does) before any work."""
+    that all go to one output size ``out_hw``: [(output, info)] in input order. Batch jobs group
+    their images by output size and call this once per group.
+
+    Whole-image outputs (no tiling) are denoised together in one compiled call, the batch padded
+    to a power of two (so few shapes are compiled) and, with a ``mesh``, split over its devices by
+    image; tiled outputs run one image at a time (their tiles are batched already). Each output is
+    the one :func:`upscale_array` gives for that image alone (same options and seed: every image
+    gets the same noise draw) up to float rounding for the deterministic samplers (DDIM); the
+    DDPM samplers draw their per-step noise for the whole batch. ``out_hw`` and every image are
+    checked (as :func:`upscale_array` does) before any work."""
     out_hw = targets.check_output_size(out_hw)
     images = [check_float_image(img) for img in images]
-    return [upscale_array(img, out_hw, model=model, options=options, progress=progress, mesh=mesh, **option_changes)
-            for img in images]
+    opts = (options or InferenceOptions()).replace(**option_changes).with_defaults()
+    if mesh is not None and sharding.data_size(mesh) == 1:
+        mesh = None
+    plans = [_plan(img, out_hw, model, opts) for img in images]
+    batched = [i for i, p in enumerate(plans) if p.t > 0 and not p.tile]
+    if len(batched) < 2:
+        batched = []  # one image: upscale_array's path (on a mesh it splits the image by rows)
+    results: dict[int, tuple] = {}
+    # One compiled call per (steps, sampler, consistent) group of whole images.
+    groups: dict[tuple, list[int]] = {}
+    for i in batched:
+        groups.setdefault((plans[i].steps, plans[i].sampler, plans[i].cons is not None), []).append(i)
+    _, k_sample = jax.random.split(jax.random.key(opts.seed))
+    for (steps, sampler, guided), idx in groups.items():
+        n = 1 << (len(idx) - 1).bit_length()        # padded to a power of two: few compiled shapes
+        if mesh is not None:
+            n = -(-n // sharding.data_size(mesh)) * sharding.data_size(mesh)
+        rows = [plans[i] for i in idx] + [plans[idx[-1]]] * (n - len(idx))
+        x_t = np.stack([p.x_t for p in rows])
+        t = np.asarray([p.t for p in rows], np.int32)
+        guide = _batch_guide(rows) if guided else None
+        if mesh is not None:
+            out = pipeline.restore_batch_on_mesh(mesh, model.model, model.params, model.schedule, x_t, t, k_sample,
+                                                 num_steps=steps, sampler=sampler, guide=guide,
+                                                 guide_iters=opts.consistency_iters, self_ensemble=opts.self_ensemble)
+        else:
+            out = np.asarray(pipeline.restore_batch_jit(model.model, model.params, model.schedule, jnp.asarray(x_t),
+                                                        jnp.asarray(t), k_sample, num_steps=steps, sampler=sampler,
+                                                        guide=guide, guide_iters=opts.consistency_iters,
+                                                        self_ensemble=opts.self_ensemble))
+        devices = 1 if mesh is None else sharding.data_size(mesh)
+        for j, i in enumerate(idx):
+            results[i] = _finish(plans[i], out[j], model, opts, devices)
+    for i, img in enumerate(images):
+        if i not in results:  # t = 0, or tiled
+            results[i] = upscale_array(img, out_hw, model=model, options=opts, progress=progress, mesh=mesh)
+    return [results[i] for i in range(len(images))]
+
+
+def _batch_guide(plans: Sequence[_Plan]) -> pipeline.Guide:
+    """One Guide row per image: its reference, its operator's bands (widened to the batch's widest),
+    its λ."""
+    bands = [consistency_mod.guide_bands(p.cons[0]) for p in plans]
+    stack = lambda a: np.stack([consistency_mod.widen(b[a], max((c[a].shape[-1] - 1) // 2 for c in bands))
+                                for b in bands]).astype(np.float32)
+    return pipeline.Guide(ref=jnp.asarray(np.stack([p.cons[1] for p in plans])), rows=jnp.asarray(stack(0)),
+                          cols=jnp.asarray(stack(1)), strength=jnp.asarray([p.cons[2] for p in plans], jnp.float32))
 
 
 def local_mesh():

@@ -156,3 +156,27 @@ def test_cover_crops_alpha_with_the_image(model):
     out = api.upscale(rgba, "40x40", fit="cover", model=model, noise=0.0)
     assert out.shape == (40, 40, 4)
     np.testing.assert_allclose(out[..., 3], out[..., :3].mean(-1), atol=0.02)
+
+
+def test_upscale_batch_equals_one_image_at_a_time(model, monkeypatch):
+    """Images of different input sizes going to one output size are denoised in one compiled call
+    (padded to a power of two), and each output is the one upscale_array gives it alone."""
+    imgs = [smooth_image(12, 12, seed=0), smooth_image(12, 12, seed=1), smooth_image(8, 12, seed=2)]
+    calls = []
+    real = api.pipeline.restore_batch_jit
+    monkeypatch.setattr(api.pipeline, "restore_batch_jit", lambda *a, **k: calls.append(a[3].shape) or real(*a, **k))
+    for kw in (dict(consistency=0.0, colour_fix="none"), dict()):     # plain, and the default mode
+        calls.clear()
+        batch = api.upscale_batch(imgs, (24, 24), model=model, steps=2, **kw)
+        assert calls == [(4, 24, 24, 3)]  # 3 images, one call, padded to 4
+        for img, (out, info) in zip(imgs, batch):
+            alone, alone_info = api.upscale_array(img, (24, 24), model=model, steps=2, **kw)
+            assert out.shape == (24, 24, 3) and np.abs(out - alone).max() < 1e-4
+            assert (info["t"], info["steps"], info["consistency"]) == (alone_info["t"], alone_info["steps"],
+                                                                       alone_info["consistency"])
+    # t = 0 and tiled outputs go one image at a time, with the same results
+    zero = api.upscale_batch(imgs[:2], (24, 24), model=model, noise="t=0")
+    assert all(np.abs(o - api.upscale_array(i, (24, 24), model=model, noise="t=0")[0]).max() < 1e-6
+               for i, (o, _) in zip(imgs, zero))
+    tiled = api.upscale_batch(imgs[:1], (24, 24), model=model, steps=2, tile=16, tile_overlap=4)
+    assert tiled[0][1]["tile"] == 16

@@ -148,3 +148,15 @@ def test_paper_protocol_sizes_and_pil_downscale():
     assert np.array_equal(protocols.pil_downscale_u8(hr[None], 2.7)[0], np.round(lr * 255).astype(np.uint8))
     with pytest.raises(ValueError, match="scale"):
         protocols.lr_size((10, 10), 0)
+
+
+def test_the_cli_and_the_package_face_import_without_jax():
+    """infer.py --help stays instant: the package's names load on first use."""
+    import subprocess
+    import sys
+
+    code = ("import sys, diffsr_jax, diffsr_jax.cli, diffsr_jax.options, diffsr_jax.noise_table; "
+            "assert 'jax' not in sys.modules, 'jax imported'; "
+            "assert diffsr_jax.InferenceOptions(noise='t=5').noise == ('step', 5)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr

@@ -17,10 +17,13 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
+from diffsr_jax import adaptation
 from diffsr_jax import consistency as consistency_mod
+from diffsr_jax import degradation as degradation_mod
 from diffsr_jax import noise_table, pipeline, sharding, targets
 from diffsr_jax.loading import DEFAULT_CHECKPOINT, LoadedModel, load_model  # noqa: F401  (re-exported)
 from diffsr_jax.defaults import DEFAULT_SAMPLER
+from diffsr_jax.degradation import Degradation
 from diffsr_jax.options import InferenceOptions, parse_noise
 from diffsr_jax.schedules import q_sample
 
@@ -48,12 +51,13 @@ def default_sampler(model: LoadedModel, consistent: bool = False) -> str:
     return model.noise_table.mode(consistent).sampler
 
 
-def resolve_noise_step(model: LoadedModel, noise, scale: float, consistent: bool = False) -> int:
-    """noise ("auto", a fraction, "t=N" or a parsed (kind, value)) → an int step in [0, T]."""
+def resolve_noise_step(model: LoadedModel, noise, scale: float, consistent: bool = False, sigma: float = 0.0) -> int:
+    """noise ("auto", a fraction, "t=N" or a parsed (kind, value)) → an int step in [0, T];
+    "auto" reads the mode's table at the scale and the input's effective noise ``sigma``."""
     kind, value = parse_noise(noise)
     T = model.num_timesteps
     if kind == "auto":
-        return int(round(model.noise_table.mode(consistent).fraction_at(scale) * T))
+        return int(round(model.noise_table.mode(consistent).fraction_at(scale, sigma) * T))
     if kind == "fraction":
         return int(round(float(value) * T))
     if not 0 <= int(value) <= T:
@@ -61,13 +65,14 @@ def resolve_noise_step(model: LoadedModel, noise, scale: float, consistent: bool
     return int(value)
 
 
-def _tile_guide(bands, ref, windows, th, tw, strength):
+def _tile_guide(bands, ref, windows, th, tw, strength, noise):
     """Per-tile slices of the global consistency bands (one band per tile), as host arrays (the
     single-device call places them, a sharded one splits them)."""
     rows, cols = zip(*(consistency_mod.tile_operator(bands, y, x, th, tw) for y, x, _ in windows))
     refs = np.stack([ref[y:y + th, x:x + tw] for y, x, _ in windows])
     return pipeline.Guide(ref=refs, rows=np.stack(rows).astype(np.float32), cols=np.stack(cols).astype(np.float32),
-                          strength=np.full((len(windows),), strength, np.float32))
+                          strength=np.full((len(windows),), strength, np.float32),
+                          noise=np.full((len(windows),), noise, np.float32))
 
 
 def tile_batch_for(tile_batch: int, mesh=None) -> int:
@@ -86,7 +91,7 @@ def _run_tiles(model: LoadedModel, x_t: np.ndarray, t: int, key, *, tile: int, o
     th, tw = windows[0][2].shape
     placed, iters = [], 1
     if cons is not None:  # the global projectors, once per image (each tile slices them)
-        ops, ref, strength, iters = cons
+        ops, ref, strength, iters, noise = cons
         bands = consistency_mod.guide_bands(ops)
     batches = range(0, len(windows), tile_batch)
     if progress:
@@ -99,7 +104,7 @@ def _run_tiles(model: LoadedModel, x_t: np.ndarray, t: int, key, *, tile: int, o
         tiles = np.stack([x_t[y:y + th, x:x + tw] for y, x, _ in padded])
         guide = None
         if cons is not None:
-            guide = _tile_guide(bands, ref, padded, th, tw, strength)
+            guide = _tile_guide(bands, ref, padded, th, tw, strength, noise)
         if mesh is not None:  # the batch of tiles split over the devices
             out = pipeline.restore_batch_on_mesh(mesh, model.model, model.params, model.schedule, tiles,
                                                  np.full((tile_batch,), t, np.int32), key, num_steps=num_steps,
@@ -115,7 +120,7 @@ def _run_tiles(model: LoadedModel, x_t: np.ndarray, t: int, key, *, tile: int, o
 
 def upscale_array(image: np.ndarray, out_hw: tuple[int, int], *, model: LoadedModel,
                   options: Optional[InferenceOptions] = None, progress: bool = False, mesh=None,
-                  **option_changes) -> tuple[np.ndarray, dict]:
+                  jpeg_quantization=None, **option_changes) -> tuple[np.ndarray, dict]:
     """Diff-SR on one float image HxWx3 in [0, 1] → (out_h x out_w x 3 in [0, 1], info).
 
     ``options`` (:class:`diffsr_jax.InferenceOptions`; default: the library's defaults) say how;
@@ -129,6 +134,13 @@ def upscale_array(image: np.ndarray, out_hw: tuple[int, int], *, model: LoadedMo
     diffsr_jax.consistency); ``colour_fix`` "none" | "wavelet" | "adain"; ``self_ensemble`` 1 | 2 |
     4 | 8 averages the model's ε over that many flips/rotations (that many network evaluations).
     ``steps`` / ``sampler`` None: the ones the mode's noise table was calibrated with.
+    ``degradation`` "auto" (default) estimates the input's noise, JPEG compression and blur
+    (:mod:`diffsr_jax.degradation`; ``jpeg_quantization``: the file's quantisation tables, e.g.
+    ``image_io.read_image(path).jpeg_quantization``, make the JPEG quality exact) and adapts to it
+    (:mod:`diffsr_jax.adaptation`: consistency weighted by the noise the process still carries,
+    the noise step from the table's noise axis, the operator's kernel); "clean" runs the
+    pipeline for a noise-free bicubic downscale. ``info["degradation"]`` says what was estimated
+    or given, ``info["response"]`` what was done about it.
     ``mesh``: a device mesh (:func:`diffsr_jax.sharding.make_mesh`, e.g. from :func:`local_mesh`)
     to spread the work over: each batch of tiles is split over its devices (``tile_batch`` rounded
     up to a multiple of their count), a whole image by rows (:func:`pipeline.restore_spatial`).
@@ -142,7 +154,7 @@ def upscale_array(image: np.ndarray, out_hw: tuple[int, int], *, model: LoadedMo
     (:func:`cap_steps`).
     """
     opts = (options or InferenceOptions()).replace(**option_changes).with_defaults()
-    plan = _plan(check_float_image(image), targets.check_output_size(out_hw), model, opts)
+    plan = _plan(check_float_image(image), targets.check_output_size(out_hw), model, opts, jpeg_quantization)
     if mesh is not None and sharding.data_size(mesh) == 1:
         mesh = None  # one device: the plain jitted calls, no sharding machinery
     _, k_sample = jax.random.split(jax.random.key(opts.seed))
@@ -156,8 +168,8 @@ def upscale_array(image: np.ndarray, out_hw: tuple[int, int], *, model: LoadedMo
     else:
         guide = None
         if plan.cons is not None:
-            ops, ref, strength, _ = plan.cons
-            guide = pipeline.whole_image_guide(ops, jnp.asarray(ref[None]), strength)
+            ops, ref, strength, _, noise = plan.cons
+            guide = pipeline.whole_image_guide(ops, jnp.asarray(ref[None]), strength, noise)
         if mesh is not None:  # the image's rows split over the devices
             out = pipeline.restore_spatial(mesh, model.model, model.params, model.schedule, plan.x_t[None],
                                            np.full((1,), plan.t, np.int32), k_sample, num_steps=plan.steps,
@@ -186,21 +198,26 @@ class _Plan(NamedTuple):
     steps: int
     sampler: str
     tile: int              # 0 = the whole image at once
-    cons: Optional[tuple]  # (operator, reference L y, λ, iterations) when consistent
+    cons: Optional[tuple]  # (operator, reference L y, λ, iterations, noise in model units) when consistent
+    degradation: Optional[Degradation]   # what the input is taken to be (None: not asked)
+    response: adaptation.Response        # what the pipeline does about it
     notes: list
 
 
-def _plan(image: np.ndarray, out_hw: tuple, model: LoadedModel, opts: InferenceOptions) -> _Plan:
-    """Resolves the options for one image (noise step, steps, sampler, tiling), upsamples it,
-    builds its consistency operator and reference, and noises it to t with the seed's key (the
-    same draw for every image of a shape)."""
+def _plan(image: np.ndarray, out_hw: tuple, model: LoadedModel, opts: InferenceOptions,
+          jpeg_quantization=None) -> _Plan:
+    """Resolves the options for one image (its degradation and the response to it, noise step,
+    steps, sampler, tiling), upsamples it, builds its consistency operator and reference, and
+    noises it to t with the seed's key (the same draw for every image of a shape)."""
     out_h, out_w = out_hw
     strength = opts.consistency
     if out_h < image.shape[0] or out_w < image.shape[1]:
         strength = 0.0  # A is a downscale: there is no constraint for a smaller output
     scale = max(out_h / image.shape[0], out_w / image.shape[1])
     consistent = strength > 0
-    t = resolve_noise_step(model, opts.noise, scale, consistent=consistent)
+    deg = resolve_degradation(image, opts.degradation, jpeg_quantization)
+    resp = adaptation.response(deg, model.noise_table.raw.get("degradation")) if deg is not None else adaptation.CLEAN
+    t = resolve_noise_step(model, opts.noise, scale, consistent=consistent, sigma=resp.sigma)
     num_steps = default_steps(model, consistent) if opts.steps is None else opts.steps
     sampler = default_sampler(model, consistent) if opts.sampler is None else opts.sampler
     num_steps, notes = cap_steps(num_steps, t, sampler)
@@ -210,8 +227,10 @@ def _plan(image: np.ndarray, out_hw: tuple, model: LoadedModel, opts: InferenceO
     x_up, _ = pipeline.pad_to_multiple(x_up, model.stride)
     cons = None
     if consistent:
-        ops = consistency_mod.image_operator((out_h, out_w), image.shape[:2], opts.lift, padded_hw=x_up.shape[:2])
-        cons = (ops, np.asarray(consistency_mod.lift(ops, lr))[0], strength, opts.consistency_iters)
+        ops = consistency_mod.image_operator((out_h, out_w), image.shape[:2], opts.lift, padded_hw=x_up.shape[:2],
+                                             kernel=resp.kernel, blur=resp.blur)
+        cons = (ops, np.asarray(consistency_mod.lift(ops, lr))[0], strength, opts.consistency_iters,
+                resp.consistency_noise(scale, opts.lift))
     x_t, tile = None, opts.tile
     if t > 0:
         noise_img = jax.random.normal(k_noise, x_up.shape, jnp.float32)
@@ -221,7 +240,8 @@ def _plan(image: np.ndarray, out_hw: tuple, model: LoadedModel, opts: InferenceO
         if tile:
             tile = max(model.stride, tile - tile % model.stride)
     return _Plan(image=image, lr=lr, x_up=x_up, x_t=x_t, out_hw=(out_h, out_w), scale=scale, strength=strength, t=t,
-                 steps=num_steps, sampler=sampler, tile=tile or 0, cons=cons, notes=notes)
+                 steps=num_steps, sampler=sampler, tile=tile or 0, cons=cons, degradation=deg, response=resp,
+                 notes=notes)
 
 
 def _finish(plan: _Plan, out, model: LoadedModel, opts: InferenceOptions, devices: int) -> tuple[np.ndarray, dict]:
@@ -232,23 +252,67 @@ def _finish(plan: _Plan, out, model: LoadedModel, opts: InferenceOptions, device
     if opts.colour_fix != "none":
         out = consistency_mod.colour_fix(out, jnp.asarray(plan.x_up[None, :out_h, :out_w]), opts.colour_fix)
     consistent = plan.strength > 0
-    if consistent:
+    final = plan.strength * final_weight(model, plan)
+    if consistent and final > 0:
         # The last word: exact (pinv) or iterated (bicubic) projection of the whole output, which
-        # also repairs what tiles could not see across their borders.
-        final_ops = consistency_mod.image_operator((out_h, out_w), plan.image.shape[:2], opts.lift)
-        out = consistency_mod.project_onto_lr(out, plan.lr, final_ops, plan.strength, opts.consistency_iters)
+        # also repairs what tiles could not see across their borders; weighted down for a noisy
+        # input as the ladder's last step was (never a hard projection onto noise).
+        final_ops = consistency_mod.image_operator((out_h, out_w), plan.image.shape[:2], opts.lift,
+                                                   kernel=plan.response.kernel, blur=plan.response.blur)
+        out = consistency_mod.project_onto_lr(out, plan.lr, final_ops, final, opts.consistency_iters)
     out = np.clip((np.asarray(out)[0] + 1.0) / 2.0, 0.0, 1.0)
     info = {"t": plan.t, "noise_fraction": plan.t / model.num_timesteps, "steps": plan.steps,
             "sampler": plan.sampler, "scale": plan.scale, "tile": plan.tile, "consistency": plan.strength,
             "lift": opts.lift if consistent else None, "colour_fix": opts.colour_fix,
             "self_ensemble": opts.self_ensemble, "devices": devices,
+            "degradation": None if plan.degradation is None else plan.degradation.as_dict(),
+            "degradation_text": _degradation_text(plan, final if consistent else None),
+            "response": {**plan.response.as_dict(), "final_consistency": round(final, 4) if consistent else None},
             "notes": plan.notes}  # things the user may want to know (e.g. a capped step count)
     return out, info
 
 
+def resolve_degradation(image: np.ndarray, spec, jpeg_quantization=None) -> Optional[Degradation]:
+    """The options' ``degradation`` for one image: "auto" → :func:`degradation.estimate` (with
+    the file's JPEG quantisation tables when given), "clean" → None (today's pipeline, nothing
+    estimated), a :class:`Degradation` as given."""
+    if spec == "auto":
+        return degradation_mod.estimate(image, jpeg_tables=jpeg_quantization)
+    if spec is None or spec == "clean" or spec == degradation_mod.CLEAN:
+        return None
+    return spec
+
+
+def _degradation_text(plan: _Plan, final: Optional[float]) -> str:
+    """What the summary line says of the input and the response: "" when nothing was estimated or
+    given, e.g. "noise σ≈10.2/255 (consistency for σ 10.2/255, final 0.08)"."""
+    if plan.degradation is None:
+        return ""
+    text = plan.degradation.describe()
+    if plan.response != adaptation.CLEAN:
+        done = f"consistency for σ {plan.response.sigma * 255:.1f}/255"
+        if final is not None:
+            done += f", final {final:.2f}"
+        if plan.response.kernel != "bicubic":
+            done += f", {plan.response.kernel} kernel"
+        text += f" ({done})"
+    return text
+
+
+def final_weight(model: LoadedModel, plan: _Plan) -> float:
+    """The weight of the final projection: :func:`consistency.noise_weight` at the ladder's last
+    step (1 for a clean input)."""
+    if plan.response.sigma <= 0 or plan.t == 0:
+        return 1.0
+    power = 2 if plan.sampler.endswith("-quad") else 1
+    t_last = max(plan.t // plan.steps ** power, 1)
+    return float(consistency_mod.noise_weight(np.asarray(model.schedule.alphas_cumprod), t_last,
+                                              plan.cons[4] if plan.cons is not None else plan.response.model_sigma))
+
+
 def upscale_batch(images: Sequence[np.ndarray], out_hw: tuple[int, int], *, model: LoadedModel,
                   options: Optional[InferenceOptions] = None, progress: bool = False, mesh=None,
-                  **option_changes) -> list[tuple[np.ndarray, dict]]:
+                  jpeg_quantizations: Optional[Sequence] = None, **option_changes) -> list[tuple[np.ndarray, dict]]:
     """:func:`upscale_array` for several float images HxWx3 in [0, 1] (input sizes may differ)
     that all go to one output size ``out_hw``: [(output, info)] in input order. Batch jobs group
     their images by output size and call this once per group.
@@ -258,14 +322,18 @@ def upscale_batch(images: Sequence[np.ndarray], out_hw: tuple[int, int], *, mode
     image; tiled outputs run one image at a time (their tiles are batched already). Each output is
     the one :func:`upscale_array` gives for that image alone (same options and seed: every image
     gets the same noise draw) up to float rounding for the deterministic samplers (DDIM); the
-    DDPM samplers draw their per-step noise for the whole batch. ``out_hw`` and every image are
-    checked (as :func:`upscale_array` does) before any work."""
+    DDPM samplers draw their per-step noise for the whole batch. ``jpeg_quantizations``: per image,
+    its file's JPEG quantisation tables or None (see :func:`upscale_array`). ``out_hw`` and every
+    image are checked (as :func:`upscale_array` does) before any work."""
     out_hw = targets.check_output_size(out_hw)
     images = [check_float_image(img) for img in images]
     opts = (options or InferenceOptions()).replace(**option_changes).with_defaults()
     if mesh is not None and sharding.data_size(mesh) == 1:
         mesh = None
-    plans = [_plan(img, out_hw, model, opts) for img in images]
+    tables = list(jpeg_quantizations) if jpeg_quantizations is not None else [None] * len(images)
+    if len(tables) != len(images):
+        raise ValueError(f"jpeg_quantizations needs one entry per image ({len(images)}), got {len(tables)}")
+    plans = [_plan(img, out_hw, model, opts, q) for img, q in zip(images, tables)]
     batched = [i for i, p in enumerate(plans) if p.t > 0 and not p.tile]
     if len(batched) < 2:
         batched = []  # one image: upscale_array's path (on a mesh it splits the image by rows)
@@ -297,7 +365,8 @@ def upscale_batch(images: Sequence[np.ndarray], out_hw: tuple[int, int], *, mode
             results[i] = _finish(plans[i], out[j], model, opts, devices)
     for i, img in enumerate(images):
         if i not in results:  # t = 0, or tiled
-            results[i] = upscale_array(img, out_hw, model=model, options=opts, progress=progress, mesh=mesh)
+            results[i] = upscale_array(img, out_hw, model=model, options=opts, progress=progress, mesh=mesh,
+                                       jpeg_quantization=tables[i])
     return [results[i] for i in range(len(images))]
 
 
@@ -305,10 +374,12 @@ def _batch_guide(plans: Sequence[_Plan]) -> pipeline.Guide:
     """One Guide row per image: its reference, its operator's bands (widened to the batch's widest),
     its λ."""
     bands = [consistency_mod.guide_bands(p.cons[0]) for p in plans]
+    noise = jnp.asarray([p.cons[4] for p in plans], jnp.float32)
     stack = lambda a: np.stack([consistency_mod.widen(b[a], max((c[a].shape[-1] - 1) // 2 for c in bands))
                                 for b in bands]).astype(np.float32)
     return pipeline.Guide(ref=jnp.asarray(np.stack([p.cons[1] for p in plans])), rows=jnp.asarray(stack(0)),
-                          cols=jnp.asarray(stack(1)), strength=jnp.asarray([p.cons[2] for p in plans], jnp.float32))
+                          cols=jnp.asarray(stack(1)), strength=jnp.asarray([p.cons[2] for p in plans], jnp.float32),
+                          noise=noise)
 
 
 def local_mesh():

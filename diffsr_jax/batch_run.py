@@ -158,8 +158,9 @@ class BatchRunner:
         if together:
             t0 = time.perf_counter()
             try:
-                results = list(self.api.upscale_batch([it.img.rgb for it in together], hw, model=self.model,
-                                                      options=self.options, progress=self.progress, mesh=self.mesh))
+                results = list(self.api.upscale_batch(
+                    [it.img.rgb for it in together], hw, model=self.model, options=self.options, progress=self.progress,
+                    mesh=self.mesh, jpeg_quantizations=[getattr(it.img, "jpeg_quantization", None) for it in together]))
                 if len(results) != len(together):
                     raise RuntimeError(f"upscale_batch returned {len(results)} results for {len(together)} images")
             except Exception as e:  # noqa: BLE001
@@ -179,7 +180,8 @@ class BatchRunner:
             t0 = time.perf_counter()
             try:
                 out, info = self.api.upscale_array(it.img.rgb, it.plan.out_hw, model=self.model, options=self.options,
-                                                   progress=self.progress, mesh=self.mesh)
+                                                   progress=self.progress, mesh=self.mesh,
+                                                   jpeg_quantization=getattr(it.img, "jpeg_quantization", None))
             except Exception as e:  # noqa: BLE001
                 it.error = f"upscaling failed: {type(e).__name__}: {one_line(e)}"
                 continue
@@ -274,6 +276,8 @@ class BatchRunner:
             devices = info.get("devices", 1)
             if devices and devices > 1:
                 noise_txt += f", {devices} devices"
+            if info.get("degradation_text"):
+                noise_txt += f", input {info['degradation_text']}"
             self.log(f"{it.job.src}: {fmt_hw(it.in_hw)} -> {fmt_hw(plan.final_hw)} ({scale}), "
                      f"{noise_txt}, {it.seconds:.1f} s -> {it.job.dst}")
         self._record(it, "ok", seconds=it.seconds)

@@ -178,8 +178,54 @@ def _pad_band(diags: np.ndarray, hr: int, padded: int) -> tuple[np.ndarray, str]
     return out, mode
 
 
+def area_rows(n_in: int, n_out: int) -> sp.csr_matrix:
+    """The (n_out × n_in) matrix of an area (box) downscale: each output sample is the mean of
+    the input over its footprint, partial pixels weighted by their overlap (PIL's BOX filter)."""
+    scale = n_in / n_out
+    rows, cols, vals = [], [], []
+    for i in range(n_out):
+        a, b = i * scale, (i + 1) * scale
+        for j in range(int(np.floor(a)), min(int(np.ceil(b)), n_in)):
+            w = min(b, j + 1) - max(a, j)
+            if w > 1e-12:
+                rows.append(i), cols.append(j), vals.append(w / scale)
+    return sp.csr_matrix((vals, (rows, cols)), shape=(n_out, n_in))
+
+
+def gaussian_rows(n: int, sigma: float) -> sp.csr_matrix:
+    """(n × n) Gaussian blur of std ``sigma`` pixels, edges reflected (half-sample symmetric)."""
+    if sigma <= 0:
+        return sp.identity(n, format="csr")
+    r = int(np.ceil(4 * sigma))
+    k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
+    k /= k.sum()
+    src = np.arange(n)[:, None] + np.arange(-r, r + 1)[None]
+    src = np.where(src < 0, -src - 1, np.where(src >= n, 2 * n - src - 1, src)).clip(0, n - 1)
+    m = sp.csr_matrix((np.broadcast_to(k, src.shape).ravel(), (np.repeat(np.arange(n), 2 * r + 1), src.ravel())),
+                      shape=(n, n))
+    m.sum_duplicates()
+    return m
+
+
+KERNELS = ("bicubic", "area", "gaussian")
+
+
+def downscale_rows(hr: int, lr: int, kernel: str = "bicubic", blur: float = 0.0) -> sp.csr_matrix:
+    """D for one axis: the antialiased bicubic resize (``kernel="bicubic"``), an area average
+    ("area"), or a Gaussian blur of ``blur`` LR pixels followed by the bicubic resize ("gaussian")."""
+    if kernel not in KERNELS:
+        raise ValueError(f"kernel must be one of {', '.join(KERNELS)}, got {kernel!r}")
+    if kernel == "area":
+        return area_rows(hr, lr)
+    down = resize_rows(hr, lr)
+    if kernel == "gaussian" and blur > 0:
+        down = (down @ gaussian_rows(hr, blur * hr / lr)).tocsr()
+    return down
+
+
 def axis_operator(hr: int, lr: int, lift: str = "pinv", padded: Optional[int] = None, *,
-                  tol: float = TOL, max_band: int = MAX_BAND) -> AxisOperator:
+                  kernel: str = "bicubic", blur: float = 0.0, tol: float = TOL,
+                  max_band: int = MAX_BAND) -> AxisOperator:
     """Operator for one axis: HR length ``hr`` (the valid part of a ``padded`` array) → ``lr``.
 
     Padded positions (added so the UNet's stride divides the size) are not seen by A, and their
@@ -192,7 +238,7 @@ def axis_operator(hr: int, lr: int, lift: str = "pinv", padded: Optional[int] = 
     padded = hr if padded is None else int(padded)
     if padded < hr:
         raise ValueError(f"padded ({padded}) must be ≥ hr ({hr})")
-    down = resize_rows(hr, lr)
+    down = downscale_rows(hr, lr, kernel, blur)
     up = chol = None
     if lift == "bicubic":
         up = resize_rows(lr, hr)
@@ -332,9 +378,25 @@ def correct(x0: jnp.ndarray, ref: jnp.ndarray, rows: jnp.ndarray, cols: jnp.ndar
     return x0
 
 
-def x0_corrector(ref, rows, cols, strength, iters: int = 1):
-    """The samplers' ``correct_x0(x0, t)`` hook with bands."""
-    return lambda x0, t: correct(x0, ref, rows, cols, strength, iters)
+def noise_weight(alphas_cumprod, t, noise):
+    """The weight of a consistency correction at step(s) ``t`` for an input whose noise std is
+    ``noise`` (the model's [-1, 1] units; scalar or per image): s² / (s² + noise²) with
+    s² = (1 − ᾱ_t)/ᾱ_t the noise variance the diffusion still carries at t, in x0 units — the
+    correction may inject no more measurement noise than the process can absorb (DDNM+). Exactly
+    1 where ``noise`` is 0. Traced; works on host arrays too."""
+    abar = jnp.asarray(alphas_cumprod)[jnp.asarray(t, jnp.int32)]
+    s2 = (1.0 - abar) / jnp.maximum(abar, 1e-12)
+    noise = jnp.asarray(noise, s2.dtype)
+    return jnp.where(noise > 0, s2 / jnp.maximum(s2 + noise * noise, 1e-20), 1.0)
+
+
+def x0_corrector(ref, rows, cols, strength, iters: int = 1, noise=None, alphas_cumprod=None):
+    """The samplers' ``correct_x0(x0, t)`` hook with bands. With ``noise`` (per image or scalar,
+    model units) and the schedule's ``alphas_cumprod``, λ at step t is ``strength`` ×
+    :func:`noise_weight`; without, ``strength`` at every step."""
+    if noise is None:
+        return lambda x0, t: correct(x0, ref, rows, cols, strength, iters)
+    return lambda x0, t: correct(x0, ref, rows, cols, strength * noise_weight(alphas_cumprod, t, noise), iters)
 
 
 def tile_band(diags: np.ndarray, start: int, n: int) -> np.ndarray:

@@ -133,7 +133,7 @@ def make_opencv_peer(name: str, model_dir: str) -> Method:
 
 # name → the options each variant pins, whatever the library's defaults are.
 DIFFSR_VARIANTS = {
-    "diffsr": {"consistency": 0.0, "colour_fix": "none"},             # the paper's method
+    "diffsr": {"consistency": 0.0, "colour_fix": "none", "degradation": "clean"},   # the paper's method
     "diffsr-cons": {"consistency": 1.0, "colour_fix": "none"},
     "diffsr-cons-colour": {"consistency": 1.0, "colour_fix": "wavelet"},
 }

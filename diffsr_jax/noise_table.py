@@ -12,7 +12,10 @@ version 1, per mode: ``scales`` and ``noise_fraction`` (same length, required), 
 ``rule``, ``prf``, optional ``calibration`` {steps, sampler, t_grid, data, images, crop, framing,
 degradation, seed, checkpoint, checkpoint_step}, the empirical rule's measurements, and the pick
 (``pick``; ``psnr_floor``, ``psnr_floor_slack`` (absent = 0), ``monotone_in_scale`` (absent =
-false)).
+false)). Version 2 adds, per mode and optional, a noise axis: ``noise_levels_255`` (input noise
+std in 8-bit units, increasing, > 0) and ``noise_fraction_by_level`` (one row of fractions per
+level, over ``scales``; the σ = 0 row is ``noise_fraction``), and at the top level an optional
+``degradation`` object of :mod:`diffsr_jax.adaptation`'s parameters.
 
 Pure Python + numpy: importable without JAX, so the CLI and calibrate.py read tables instantly.
 """
@@ -30,7 +33,7 @@ import numpy as np
 
 from diffsr_jax.defaults import DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLERS
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 FILE_NAME = "prf.json"
 MODES = ("plain", "consistent")
 
@@ -50,10 +53,18 @@ class ModeTable:
     scales: tuple[float, ...]
     noise_fraction: tuple[float, ...]
     calibration: dict           # how it was calibrated ({} when unknown)
+    noise_levels: tuple[float, ...] = ()             # input noise std, [0, 1] units (the noise axis)
+    fraction_by_level: tuple[tuple[float, ...], ...] = ()
 
-    def fraction_at(self, scale: float) -> float:
-        """t*/T for any scale: linear in log2(scale) between calibrated scales, clamped outside."""
-        return interpolate_fraction(self.scales, self.noise_fraction, scale)
+    def fraction_at(self, scale: float, sigma: float = 0.0) -> float:
+        """t*/T for any scale and input noise std ``sigma`` ([0, 1] units): linear in log2(scale)
+        between calibrated scales and linear in σ between calibrated noise levels, clamped outside
+        both. Without a noise axis (or at σ = 0) the σ = 0 row alone."""
+        base = interpolate_fraction(self.scales, self.noise_fraction, scale)
+        if not self.noise_levels or sigma <= 0:
+            return base
+        per_level = [base] + [interpolate_fraction(self.scales, row, scale) for row in self.fraction_by_level]
+        return float(np.interp(float(sigma), (0.0, *self.noise_levels), per_level))
 
     @property
     def steps(self) -> int:
@@ -130,7 +141,21 @@ def _mode(obj: Any, where: str) -> ModeTable:
     if not all(math.isfinite(f) and 0.0 <= f <= 1.0 for f in fractions):
         raise NoiseTableError(f"{where}: noise fractions must lie in [0, 1]")
     cal = obj.get("calibration", {})
-    return ModeTable(scales=scales, noise_fraction=fractions, calibration=cal if isinstance(cal, dict) else {})
+    levels, by_level = (), ()
+    if "noise_levels_255" in obj:
+        try:
+            levels = tuple(float(v) / 255.0 for v in obj["noise_levels_255"])
+            by_level = tuple(tuple(float(f) for f in row) for row in obj["noise_fraction_by_level"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise NoiseTableError(f"{where}: noise_levels_255 needs noise_fraction_by_level, rows of numbers ({e})") from None
+        if len(by_level) != len(levels) or any(len(row) != len(scales) for row in by_level):
+            raise NoiseTableError(f"{where}: noise_fraction_by_level needs one row per noise level, one value per scale")
+        if not all(b > a for a, b in zip((0.0, *levels), levels)):
+            raise NoiseTableError(f"{where}: noise_levels_255 must be positive and increasing")
+        if not all(0.0 <= f <= 1.0 for row in by_level for f in row):
+            raise NoiseTableError(f"{where}: noise fractions must lie in [0, 1]")
+    return ModeTable(scales=scales, noise_fraction=fractions, calibration=cal if isinstance(cal, dict) else {},
+                     noise_levels=levels, fraction_by_level=by_level)
 
 
 def parse(obj: Any, where: str = "noise table") -> NoiseTable:

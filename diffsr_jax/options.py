@@ -71,6 +71,19 @@ def parse_noise(noise) -> NoiseSpec:
     raise ValueError(f"noise must be 'auto', a fraction in [0, 1] or 't=N', got {noise!r}")
 
 
+def parse_degradation(spec):
+    """"auto" | "clean" | a spec string | a Degradation → "auto", "clean" or a Degradation."""
+    if isinstance(spec, str) and spec.strip().lower() in ("auto", "clean"):
+        return spec.strip().lower()
+    if isinstance(spec, str) or hasattr(spec, "noise_sigma"):
+        from diffsr_jax import degradation  # numpy/scipy: imported when a spec is given, not at start-up
+
+        parsed = degradation.parse_degradation(spec)
+        return "clean" if parsed == degradation.CLEAN else parsed
+    raise ValueError(f"degradation must be 'auto', 'clean', a spec like 'noise=10,jpeg=75' or a Degradation, "
+                     f"got {spec!r}")
+
+
 def _fraction(value, spec) -> float:
     try:
         f = float(value)
@@ -107,6 +120,10 @@ class InferenceOptions:
     tile_overlap, tile_batch: tile overlap in pixels, tiles per compiled call.
     seed:        seed of the injected noise: a whole number in [0, MAX_SEED = 2**63 - 1] (JAX's
                  signed 64-bit range; anything larger is refused with a ValueError).
+    degradation: how the input was degraded: "auto" (estimated per image: noise, JPEG, blur;
+                 :mod:`diffsr_jax.degradation`), "clean" (a noise-free bicubic downscale: nothing
+                 is estimated), a spec such as "noise=10,jpeg=75" or "kernel=area", or a
+                 :class:`diffsr_jax.degradation.Degradation`. See :mod:`diffsr_jax.adaptation`.
     """
 
     noise: Union[str, float, NoiseSpec] = "auto"
@@ -121,6 +138,7 @@ class InferenceOptions:
     tile_overlap: int = 32
     tile_batch: int = 4
     seed: int = 0
+    degradation: Any = "auto"
 
     def __post_init__(self):
         set_ = lambda name, value: object.__setattr__(self, name, value)
@@ -149,6 +167,7 @@ class InferenceOptions:
         set_("tile_overlap", _whole("tile_overlap", self.tile_overlap, 0))
         set_("tile_batch", _whole("tile_batch", self.tile_batch, 1))
         set_("seed", _whole("seed", self.seed, 0, MAX_SEED))
+        set_("degradation", parse_degradation(self.degradation))
 
     @classmethod
     def field_names(cls) -> tuple[str, ...]:

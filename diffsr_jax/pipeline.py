@@ -37,14 +37,17 @@ class Guide(NamedTuple):
     rows: jnp.ndarray       # (H, 2K+1) or (B, H, 2K+1)
     cols: jnp.ndarray       # (W, 2K'+1) or (B, W, 2K'+1)
     strength: jnp.ndarray   # λ, scalar or (B,)
+    noise: jnp.ndarray      # the input's noise std (model units), scalar or (B,); 0 = clean
 
 
-def whole_image_guide(ops, ref, strength) -> Guide:
+def whole_image_guide(ops, ref, strength, noise=0.0) -> Guide:
     """The Guide of whole images with operator ``ops`` (consistency.image_operator) and reference
-    ``ref`` = L y (B, H, W, C); the projector bands are shared by the batch."""
+    ``ref`` = L y (B, H, W, C); the projector bands are shared by the batch. ``noise``: the
+    input's noise std in model units (see :func:`diffsr_jax.consistency.noise_weight`)."""
     rows, cols = consistency.guide_bands(ops)
     ref = jnp.asarray(ref, jnp.float32)
-    return Guide(ref=ref, rows=jnp.asarray(rows), cols=jnp.asarray(cols), strength=jnp.asarray(strength, ref.dtype))
+    return Guide(ref=ref, rows=jnp.asarray(rows), cols=jnp.asarray(cols), strength=jnp.asarray(strength, ref.dtype),
+                 noise=jnp.asarray(noise, ref.dtype))
 
 
 def make_eps_fn(model, params, self_ensemble: int = 1):
@@ -64,7 +67,8 @@ def restore_batch(model, params, schedule: Schedule, x_t: jnp.ndarray, t: jnp.nd
     kwargs = {"eta": eta} if sampler.startswith("ddim") else {}
     if guide is not None:
         kwargs["correct_x0"] = consistency.x0_corrector(guide.ref, guide.rows, guide.cols, guide.strength,
-                                                        guide_iters)
+                                                        guide_iters, noise=guide.noise,
+                                                        alphas_cumprod=schedule.alphas_cumprod)
     return SAMPLERS[sampler](make_eps_fn(model, params, self_ensemble), schedule, x_t, t, key, num_steps=num_steps,
                              **kwargs)
 

@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import PartitionSpec as P
 
-from diffsr_jax import consistency, metrics, pipeline, protocols, sharding
+from diffsr_jax import adaptation, consistency, metrics, pipeline, protocols, sharding
 from diffsr_jax.prf import runs
 from diffsr_jax.schedules import Schedule
 
@@ -73,28 +73,47 @@ def restore_cells(model, params, schedule: Schedule, x_up, t, keys, *, num_steps
     result does not depend on its neighbours (its noise is drawn from its own key). ``guides``:
     optional per-cell ``pipeline.Guide`` (leading axis = cells) for data consistency."""
     def one(x, ti, k, g):
-        g = None if g is None else pipeline.Guide(ref=g.ref[None], rows=g.rows, cols=g.cols, strength=g.strength)
+        g = None if g is None else pipeline.Guide(ref=g.ref[None], rows=g.rows, cols=g.cols, strength=g.strength,
+                                                  noise=g.noise)
         return pipeline.diffsr(model, params, schedule, x[None], ti[None], k, num_steps=num_steps,
                                sampler=sampler, guide=g, guide_iters=guide_iters)[0]
     return jax.vmap(one)(x_up, t, keys, guides)
 
 
+def noisy_lr(lr_pm1, sigma: float, seed: int) -> jnp.ndarray:
+    """An LR batch in [-1, 1] with additive Gaussian noise of std ``sigma`` ([0, 1] units), then
+    clipped and rounded to 8 bits as a noisy image file would be; seeded, per batch."""
+    lr01 = (np.asarray(lr_pm1, np.float64) + 1.0) / 2.0
+    noisy = lr01 + np.random.default_rng(seed).normal(0.0, sigma, lr01.shape)
+    return jnp.asarray(np.round(np.clip(noisy, 0.0, 1.0) * 255.0).astype(np.float32) / 127.5 - 1.0)
+
+
+def sweep_lrs(hr01, scales: Sequence[float], degradation: str = "jax", lr_noise: float = 0.0,
+              seed: int = 0) -> list:
+    """The LR batch of every scale (see :func:`diffsr_jax.protocols.downscale`), with
+    ``lr_noise`` (std, [0, 1] units) added as :func:`noisy_lr` does (a different draw per scale)."""
+    lrs = [protocols.downscale(hr01, s, degradation) for s in scales]
+    return [noisy_lr(lr, lr_noise, seed + i) for i, lr in enumerate(lrs)] if lr_noise > 0 else lrs
+
+
 def consistency_data(hr01: jnp.ndarray, scales: Sequence[float], strength: float, lift: str = "pinv",
-                     degradation: str = "jax"):
+                     degradation: str = "jax", lrs=None, noise: float = 0.0):
     """Per-scale consistency operators for a sweep: (refs (S, N, H, W, 3), row bands (S, H, 2K+1),
-    column bands (S, W, 2K+1), λ), every scale's bands widened to one K. Bands make the scale
-    data, so one compiled core serves all scales."""
+    column bands (S, W, 2K+1), λ, the noise level the corrections are weighed against (model units;
+    a scalar, or one per scale)), every scale's bands
+    widened to one K. Bands make the scale data, so one compiled core serves all scales. ``lrs``:
+    the LR batch per scale (default :func:`sweep_lrs` without noise)."""
     n, h, w, c = hr01.shape
     refs, bands = [], []
-    for s in scales:
-        lr = protocols.downscale(hr01, s, degradation)
+    lrs = sweep_lrs(hr01, scales, degradation) if lrs is None else lrs
+    for s, lr in zip(scales, lrs):
         ops = consistency.image_operator((h, w), lr.shape[1:3], lift)
         refs.append(consistency.lift(ops, lr))
         bands.append(consistency.guide_bands(ops))
     stack = lambda k: np.stack([consistency.widen(b[k], max((x[k].shape[-1] - 1) // 2 for x in bands))
                                 for b in bands])
     return (jnp.asarray(np.stack(refs)), jnp.asarray(stack(0), jnp.float32), jnp.asarray(stack(1), jnp.float32),
-            jnp.float32(strength))
+            jnp.float32(strength), jnp.float32(noise))
 
 
 @functools.partial(jax.jit, static_argnames=("model", "num_steps", "chunk", "sampler", "lpips_module",
@@ -108,14 +127,19 @@ def _sweep_core(model, params, schedule, x_up, hr, s_idx, n_idx, t, key, lpips_p
         keys = jax.vmap(lambda i: cell_key(key, i))(n)
         guides = None
         if cons is not None:
-            refs, rows, cols, lam = cons
-            guides = pipeline.Guide(ref=refs[s, n], rows=rows[s], cols=cols[s], strength=jnp.full(s.shape, lam))
+            refs, rows, cols, lam, noise = cons
+            guides = pipeline.Guide(ref=refs[s, n], rows=rows[s], cols=cols[s], strength=jnp.full(s.shape, lam),
+                                    noise=noise[s] if noise.ndim == 1 else jnp.full(s.shape, noise))
         out = restore_cells(model, params, schedule, x_up[s, n], tt, keys, num_steps=num_steps, sampler=sampler,
                             guides=guides, guide_iters=guide_iters)
         if colour_fix != "none":
             out = consistency.colour_fix(out, x_up[s, n], colour_fix)
         if cons is not None:  # the final projection, as api.upscale_array ends a consistent run
-            out = jax.vmap(lambda o, g: consistency_final(o, g, guide_iters))(out, guides)
+            power = 2 if sampler.endswith("-quad") else 1
+            t_last = jnp.maximum(tt // num_steps ** power, 1)
+            final = guides._replace(strength=guides.strength * consistency.noise_weight(
+                schedule.alphas_cumprod, t_last, guides.noise))
+            out = jax.vmap(lambda o, g: consistency_final(o, g, guide_iters))(out, final)
         out01 = (jnp.clip(out, -1.0, 1.0) + 1.0) / 2.0
         m = cell_metrics(out01, hr[n], lpips_module=lpips_module, lpips_params=lpips_params,
                          freq_cutoff=freq_cutoff)
@@ -149,9 +173,10 @@ def make_lpips(net: str = "alex"):
 
 
 def sweep_grid(model, schedule: Schedule, hr_images, scales: Sequence[float], t_values, multiple: int,
-               degradation: str = "jax"):
+               degradation: str = "jax", lrs=None):
     """Validated inputs of a sweep: (HR crops, t values, degraded inputs (S, N, H, W, 3), and the
-    flat per-cell (scale index, image index, t) arrays padded to a multiple of ``multiple``)."""
+    flat per-cell (scale index, image index, t) arrays padded to a multiple of ``multiple``).
+    ``lrs``: the LR batch per scale (default :func:`sweep_lrs`), upsampled by the pipeline."""
     hr = jnp.asarray(hr_images, jnp.float32)
     t_values = np.asarray(t_values, np.int32).reshape(-1)
     if t_values.min() < 0 or t_values.max() > schedule.num_steps:
@@ -160,7 +185,8 @@ def sweep_grid(model, schedule: Schedule, hr_images, scales: Sequence[float], t_
     if hr.shape[1] % stride or hr.shape[2] % stride:
         raise ValueError(f"HR crops must be multiples of the model stride {stride}, got {hr.shape[1:3]}")
     S, Tn, N = len(scales), len(t_values), hr.shape[0]
-    x_up = jnp.stack([protocols.degrade(hr, s, degradation) for s in scales])        # (S, N, H, W, 3)
+    lrs = sweep_lrs(hr, scales, degradation) if lrs is None else lrs
+    x_up = jnp.stack([pipeline.upsample(lr, hr.shape[1:3]) for lr in lrs])            # (S, N, H, W, 3)
     s_idx, t_idx, n_idx = (a.reshape(-1) for a in np.meshgrid(np.arange(S), np.arange(Tn), np.arange(N),
                                                               indexing="ij"))
     cells = [sharding.pad_rows(a.astype(np.int32), multiple) for a in (s_idx, n_idx, t_values[t_idx])]
@@ -184,21 +210,28 @@ def sweep(model, params, schedule: Schedule, hr_images, scales: Sequence[float],
           num_steps: int, *, lpips=None, chunk: int = 16, sampler: str = "ddim",
           freq_cutoff: float = metrics.FREQ_CUTOFF, return_images: bool = False, consistency: float = 0.0,
           lift: str = "pinv", guide_iters: int = 1, colour_fix: str = "none",
-          degradation: str = "jax", mesh=None) -> SweepResult:
+          degradation: str = "jax", lr_noise: float = 0.0, noise_seed: int = 0, mesh=None) -> SweepResult:
     """Restores every (scale, t, image) cell of HR crops in [0, 1] (N, H, W, 3) and measures it.
 
     ``lpips``: an evaluator from :func:`make_lpips` or None (LPIPS reported as NaN; needs images
     of ≥ 32 px for AlexNet). One compiled call for the grid, ``chunk`` cells at a time (see the
     module docstring). ``consistency`` λ > 0 (with ``lift``, ``guide_iters``) and ``colour_fix``
     sweep those inference modes (see diffsr_jax.consistency). ``degradation``: how the LR inputs
-    are made (see :func:`diffsr_jax.protocols.downscale`). ``mesh``: a device mesh with more than
-    one device splits the grid over its ``data`` axis (``chunk`` cells per device per step).
+    are made (see :func:`diffsr_jax.protocols.downscale`); ``lr_noise`` (std, [0, 1] units) adds
+    seeded noise to them (:func:`noisy_lr`) and makes the consistency noise-aware for that σ, as
+    inference is for an input of that noise. ``mesh``: a device mesh with more than one device
+    splits the grid over its ``data`` axis (``chunk`` cells per device per step).
     """
     sharded = mesh is not None and sharding.data_size(mesh) > 1
     multiple = chunk * sharding.data_size(mesh) if sharded else chunk  # whole chunks per device
-    hr, t_values, x_up, cells = sweep_grid(model, schedule, hr_images, scales, t_values, multiple, degradation)
+    lrs = sweep_lrs(jnp.asarray(hr_images, jnp.float32), scales, degradation, lr_noise, noise_seed)
+    hr, t_values, x_up, cells = sweep_grid(model, schedule, hr_images, scales, t_values, multiple, degradation, lrs)
     S, Tn, N = len(scales), len(t_values), hr.shape[0]
-    cons = consistency_data(hr, scales, consistency, lift, degradation) if consistency > 0 else None
+    cons = (consistency_data(hr, scales, consistency, lift, degradation, lrs, noise=2.0 * lr_noise)
+            if consistency > 0 else None)
+    if cons is not None and lr_noise > 0:  # as inference weighs it: amplified by the lift and the scale
+        cons = cons[:4] + (jnp.asarray([adaptation.Response(lr_noise, "bicubic", 0.0).consistency_noise(s, lift)
+                                        for s in scales], jnp.float32),)
     lpips_module, lpips_params = (None, None) if lpips is None else (lpips.lpips, lpips.params)
     args = (params, schedule, x_up, hr, *map(jnp.asarray, cells), key, lpips_params)
     if sharded:

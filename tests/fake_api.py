@@ -70,13 +70,13 @@ class FakeApi(types.ModuleType):
                                          "colour_fix": full.colour_fix, "self_ensemble": options.self_ensemble or 1,
                                          "devices": 1 if mesh is None else 2, **self.info_extra}
 
-    def upscale_array(self, image, out_hw, *, model, options, progress=False, mesh=None):
+    def upscale_array(self, image, out_hw, *, model, options, progress=False, mesh=None, jpeg_quantization=None):
         self.array_calls.append(image.shape[:2])
         if image.shape[:2] in self.fail_on:
             raise RuntimeError("RESOURCE_EXHAUSTED: out of memory\nlong XLA details")
         return self._one(image, out_hw, model, options, progress, mesh)
 
-    def upscale_batch(self, images, out_hw, *, model, options, progress=False, mesh=None):
+    def upscale_batch(self, images, out_hw, *, model, options, progress=False, mesh=None, jpeg_quantizations=None):
         self.batch_calls.append(dict(shapes=[im.shape[:2] for im in images], out_hw=tuple(out_hw),
                                      progress=progress, mesh=mesh))
         if self.batch_fail or any(im.shape[:2] in self.fail_on for im in images):

@@ -84,7 +84,7 @@ def test_consistent_output_downscales_to_input(model, lr_hw, out_hw):  # 2×, 2.
     img = smooth_image(*lr_hw)
     errs = {}
     for lam in (0.0, 1.0):
-        out, info = api.upscale_array(img, out_hw, model=model, noise=("fraction", 0.5), steps=3,
+        out, info = api.upscale_array(img, out_hw, model=model, degradation="clean", noise=("fraction", 0.5), steps=3,
                                       consistency=lam, colour_fix="none", tile=0)
         errs[lam] = np.sqrt(np.mean((downscale(out, lr_hw) - img) ** 2))
         assert info["consistency"] == lam
@@ -94,7 +94,7 @@ def test_consistent_output_downscales_to_input(model, lr_hw, out_hw):  # 2×, 2.
 
 def test_consistent_tiles_are_consistent(model):
     img = smooth_image(20, 18)
-    out, info = api.upscale_array(img, (54, 48), model=model, noise=("fraction", 0.5), steps=2,
+    out, info = api.upscale_array(img, (54, 48), model=model, degradation="clean", noise=("fraction", 0.5), steps=2,
                                   consistency=1.0, tile=24, tile_overlap=8, colour_fix="none")
     assert info["tile"] == 24
     assert np.sqrt(np.mean((downscale(out, img.shape[:2]) - img) ** 2)) < 0.01
@@ -113,7 +113,7 @@ def test_tiles_run_the_asked_number_of_consistency_iterations(model, monkeypatch
         return real(*args, **kwargs)
 
     monkeypatch.setattr(pipeline, "restore_batch_jit", spy)
-    api.upscale_array(smooth_image(10, 10), (32, 32), model=model, noise=("fraction", 0.5), steps=1,
+    api.upscale_array(smooth_image(10, 10), (32, 32), model=model, degradation="clean", noise=("fraction", 0.5), steps=1,
                       consistency=1.0, lift="bicubic", consistency_iters=3, tile=16, tile_overlap=4)
     assert seen and set(seen) == {3}
 
@@ -121,9 +121,9 @@ def test_tiles_run_the_asked_number_of_consistency_iterations(model, monkeypatch
 def test_consistency_inside_sampler_matters(model):
     # The per-step correction, not only the final projection, changes the result.
     img = smooth_image(12, 12)
-    a, _ = api.upscale_array(img, (24, 24), model=model, noise=("fraction", 0.6), steps=4, consistency=1.0, tile=0)
+    a, _ = api.upscale_array(img, (24, 24), model=model, degradation="clean", noise=("fraction", 0.6), steps=4, consistency=1.0, tile=0)
     lr = jnp.asarray(img[None] * 2 - 1)
-    plain, _ = api.upscale_array(img, (24, 24), model=model, noise=("fraction", 0.6), steps=4, consistency=0.0,
+    plain, _ = api.upscale_array(img, (24, 24), model=model, degradation="clean", noise=("fraction", 0.6), steps=4, consistency=0.0,
                                  tile=0, colour_fix="none")
     ops = consistency.image_operator((24, 24), (12, 12))
     post = (np.asarray(consistency.project_onto_lr(jnp.asarray(plain[None] * 2 - 1), lr, ops))[0] + 1) / 2

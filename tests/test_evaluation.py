@@ -114,7 +114,7 @@ def test_diffsr_names_and_option_passthrough(monkeypatch):
     from diffsr_jax import api
     from diffsr_jax.options import InferenceOptions
 
-    paper = {"consistency": 0.0, "colour_fix": "none"}
+    paper = {"consistency": 0.0, "colour_fix": "none", "degradation": "clean"}
     assert eval_methods.parse_diffsr_name("diffsr") == {**paper, "noise": ("auto", None)}
     assert eval_methods.parse_diffsr_name("diffsr@t=100") == {**paper, "noise": ("step", 100)}
     assert eval_methods.parse_diffsr_name("diffsr-cons@0.3") == {"consistency": 1.0, "colour_fix": "none",

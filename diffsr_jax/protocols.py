@@ -11,11 +11,20 @@ would give (the form published SR test sets take):
   restores 256².
 - ``native``: no crop and no 256² cap; LR = PIL bicubic to (round(H/s), round(W/s)), every method
   restores exactly H×W.
+
+Degraded LR inputs (issue 31, ``benchmarks/degradations.py``): :data:`LR_DEGRADATIONS`, parsed by
+:func:`parse_lr_degradation` ("noise10", "jpeg75", "area", "blur1.2", "jpeg75+noise5", "clean"),
+made by :func:`degrade_lr_u8` / :func:`degraded_paper_pair` (seeded noise, PIL JPEG with its
+quantisation tables, box downscale, Gaussian blur of the HR).
 """
 
 from __future__ import annotations
 
+import io
 import math
+import re
+import zlib
+from typing import NamedTuple, Optional
 
 import numpy as np
 from PIL import Image
@@ -145,3 +154,133 @@ def degrade(hr01, scale: float, degradation: str = "jax"):
     from diffsr_jax import pipeline
 
     return pipeline.upsample(downscale(hr01, scale, degradation), hr01.shape[1:3])
+
+
+# ---------------------------------------------------------------------------------------------
+# Degraded LR inputs (issue 31): the paper protocol's LR made the way real photos are, for
+# benchmarks/degradations.py. Pure numpy + Pillow on 8-bit RGB, seeded; "clean" is exactly
+# paper_protocol's LR. Names: "clean", or "+"-joined parts, each at most once, in any order:
+# "noise<σ>" (additive Gaussian, σ in 8-bit units, on the LR), "jpeg<Q>" (PIL JPEG quality Q,
+# 4:2:0), "area" (PIL box downscale of the HR instead of bicubic), "blur<σ>" (Gaussian blur of
+# the HR, σ in HR pixels, before the downscale). Applied as a camera would: blur → downscale
+# → noise → JPEG ("jpeg75+noise5" is noise first, then compression).
+
+#: The set of issue 31's benchmark.
+LR_DEGRADATIONS = ("clean", "noise5", "noise10", "noise15", "noise25", "jpeg30", "jpeg50", "jpeg75",
+                   "jpeg90", "area", "blur0.8", "blur1.2", "blur1.6", "jpeg75+noise5")
+
+_LR_PART = re.compile(r"(noise|jpeg|blur)(\d+(?:\.\d+)?)|(area)")
+
+
+class LRDegradation(NamedTuple):
+    """A parsed degradation name (see :func:`parse_lr_degradation`)."""
+    name: str                      # as given, lower case, without spaces
+    noise: float = 0.0             # additive Gaussian σ on the 8-bit LR (0..255 units)
+    jpeg: Optional[int] = None     # JPEG quality 1..100, None = no JPEG
+    area: bool = False             # box (area-average) downscale instead of PIL bicubic
+    blur: float = 0.0              # Gaussian σ in HR pixels before the downscale
+
+    def spec(self, scale: float) -> str:
+        """The same degradation in the grammar of ``diffsr_jax.degradation.parse_degradation``
+        (blur in LR pixels: σ / scale), e.g. ``"noise=5,jpeg=75"``; ``"clean"`` for none."""
+        items = ([f"noise={self.noise:g}"] if self.noise else []) + ([f"jpeg={self.jpeg}"] if self.jpeg else []) \
+            + (["kernel=area"] if self.area else []) + ([f"blur={self.blur / float(scale):.3g}"] if self.blur else [])
+        return ",".join(items) or "clean"
+
+
+def parse_lr_degradation(name) -> LRDegradation:
+    """"noise10" | "jpeg75" | "area" | "blur1.2" | "jpeg75+noise5" | "clean" → :class:`LRDegradation`.
+    ValueError for anything else (unknown part, repeated part, out of range)."""
+    if isinstance(name, LRDegradation):
+        return name
+    s = "".join(str(name).split()).lower()
+    if s == "clean":
+        return LRDegradation("clean")
+    fields: dict = {}
+    for part in s.split("+"):
+        m = _LR_PART.fullmatch(part)
+        if not m:
+            raise ValueError(f"unknown LR degradation {part!r} in {name!r}: use clean, noise<σ>, jpeg<Q>, area, "
+                             f"blur<σ> or several joined by '+' (e.g. jpeg75+noise5)")
+        key = m.group(1) or "area"
+        if key in fields:
+            raise ValueError(f"{key} given twice in {name!r}")
+        if key == "area":
+            fields[key] = True
+            continue
+        v = float(m.group(2))
+        if key == "jpeg" and not (v == int(v) and 1 <= v <= 100):
+            raise ValueError(f"JPEG quality must be an integer 1..100 in {name!r}")
+        if key != "jpeg" and not 0 < v <= (255 if key == "noise" else 20):
+            raise ValueError(f"{key} σ out of range in {name!r} (noise: 0 < σ ≤ 255; blur: 0 < σ ≤ 20 px)")
+        fields[key] = int(v) if key == "jpeg" else v
+    return LRDegradation(s, **fields)
+
+
+def gaussian_blur01(img01: np.ndarray, sigma: float) -> np.ndarray:
+    """Separable Gaussian blur (std ``sigma`` pixels, kernel radius ceil(4σ), symmetric edges, as
+    scipy's ``mode="reflect"``) of a float HxWxC image, in float64."""
+    x = np.asarray(img01, np.float64)
+    if sigma <= 0:
+        return x
+    r = max(1, int(math.ceil(4.0 * sigma)))
+    k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
+    k /= k.sum()
+    for axis in (0, 1):
+        pad = [(0, 0)] * x.ndim
+        pad[axis] = (r, r)
+        p = np.pad(x, pad, mode="symmetric")
+        n = x.shape[axis]
+        x = sum(w * np.take(p, np.arange(i, i + n), axis=axis) for i, w in enumerate(k))
+    return x
+
+
+def jpeg_roundtrip_u8(img_u8: np.ndarray, quality: int) -> tuple[np.ndarray, dict]:
+    """8-bit RGB → PIL JPEG at ``quality`` (4:2:0) → decoded 8-bit RGB, and the file's quantisation
+    tables as ``image_io`` reads them from a user's file: ``{table id: [64 ints]}``."""
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(img_u8), "RGB").save(buf, "JPEG", quality=int(quality), subsampling="4:2:0")
+    with Image.open(io.BytesIO(buf.getvalue())) as im:
+        tables = {int(k): [int(v) for v in t] for k, t in dict(im.quantization).items()}
+        return np.asarray(im.convert("RGB")), tables
+
+
+def lr_degradation_seed(seed: int, *keys) -> int:
+    """A 32-bit seed from a base seed and any keys (image name, scale, ...): stable across runs and
+    machines (CRC32 of the keys' text, not Python's salted hash)."""
+    text = "\x1f".join(str(k) for k in keys)  # str: np.float64(2.7) and 2.7 give the same seed
+    return int(np.random.SeedSequence([int(seed), zlib.crc32(text.encode())]).generate_state(1)[0])
+
+
+def degrade_lr_u8(hr_u8: np.ndarray, scale: float, degradation, seed=0) -> tuple[np.ndarray, Optional[dict]]:
+    """An 8-bit HR image → (its degraded 8-bit LR, round(H/s) × round(W/s); the JPEG's
+    quantisation tables, or None when the LR is not JPEG'd). ``seed``: an int or a
+    ``np.random.Generator``; the noise is ``σ · N(0, 1)`` from it, so one seed gives the same draw
+    at every σ (and with or without JPEG after it), rounded and clipped to 8 bits."""
+    d = parse_lr_degradation(degradation)
+    hr_u8 = check_rgb(hr_u8)
+    if d.blur:
+        hr_u8 = to_uint8(gaussian_blur01(hr_u8.astype(np.float64) / 255.0, d.blur))
+    lr = pil_resize_u8(hr_u8, lr_size(hr_u8.shape, scale), Image.BOX if d.area else Image.BICUBIC)
+    if d.noise:
+        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        noisy = lr.astype(np.float64) + d.noise * rng.standard_normal(lr.shape)
+        lr = np.clip(np.round(noisy), 0, 255).astype(np.uint8)
+    tables = None
+    if d.jpeg:
+        lr, tables = jpeg_roundtrip_u8(lr, d.jpeg)
+    return lr, tables
+
+
+class DegradedPair(NamedTuple):
+    hr_u8: np.ndarray                    # size × size 8-bit HR (the paper protocol's)
+    lr_u8: np.ndarray                    # its degraded 8-bit LR, round(size/s)²
+    jpeg_quantization: Optional[dict]    # {table id: [64 ints]} for JPEG'd LRs, else None
+
+
+def degraded_paper_pair(hr_rgb01: np.ndarray, scale: float, degradation, seed=0,
+                        size: int = EVAL_SIZE) -> DegradedPair:
+    """The paper protocol with a degraded LR: centre crop → PIL bicubic to size² (8-bit HR) →
+    :func:`degrade_lr_u8`. ``"clean"`` gives exactly :func:`paper_protocol`'s pair."""
+    hr_u8 = paper_hr_u8(hr_rgb01, size)
+    return DegradedPair(hr_u8, *degrade_lr_u8(hr_u8, scale, degradation, seed))

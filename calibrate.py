@@ -110,6 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--tolerance", type=float, default=0.0, metavar="ε",
                     help="with --pick argmin: pick the smallest t whose mean LPIPS is within ε of the best "
                          "instead (0 = the argmin)")
+    ap.add_argument("--noise-levels", type=float, nargs="+", default=None, metavar="σ",
+                    help="add a noise axis to the mode's existing table instead of re-calibrating it: per input "
+                         "noise σ (8-bit units, e.g. 5 10 15 25) the t per scale for noisy inputs (seeded noise on "
+                         "the calibration LR images, consistency weighed for it; the lowest-LPIPS t that keeps the "
+                         "PSNR of the smallest allowed t, never less noise than a smaller σ or scale). The σ = 0 "
+                         "row stays as it is")
     ap.add_argument("--out", default=None, help="output JSON (default <checkpoint>/prf.json)")
     ap.add_argument("--overwrite", action="store_true")
     ap.add_argument("--plots", default=None, metavar="DIR", help="write PNG plots (paper Fig. 4 and Fig. 6) here")
@@ -187,6 +193,66 @@ def _psnr_weight(args) -> float:
     return DEFAULT_PSNR_WEIGHT if args.psnr_weight is None else args.psnr_weight
 
 
+def noise_axis_file(args) -> int:
+    """--noise-levels: adds (or, with --overwrite, replaces) the noise axis of one mode's table."""
+    out = args.out or os.path.join(args.checkpoint, "prf.json")
+    consistent = args.consistency > 0
+    levels = sorted(args.noise_levels)
+    if levels[0] <= 0 or len(set(levels)) != len(levels):
+        print("error: --noise-levels must be distinct values > 0", file=sys.stderr)
+        return 2
+    try:
+        table = noise_table.read(os.path.join(args.checkpoint, "prf.json"))
+        noise_table.parse(table)
+    except noise_table.NoiseTableError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    mode = noise_table.mode_json(table, consistent)
+    if consistent and "consistent" not in table.get("modes", {}):
+        print("error: the table has no consistent mode; calibrate it first", file=sys.stderr)
+        return 2
+    if "noise_levels_255" in mode and not args.overwrite:
+        print(f"error: the {'consistent' if consistent else 'plain'} table already has a noise axis; pass "
+              "--overwrite to replace it", file=sys.stderr)
+        return 2
+    for folder in args.data:
+        if os.path.basename(os.path.normpath(folder)) in EVALUATION_SETS:
+            print(f"error: {folder} is an evaluation set; calibrate on training photos", file=sys.stderr)
+            return 2
+    from diffsr_jax import sharding
+
+    try:
+        sharding.setup_cpu_devices(args.cpu_devices)
+    except ValueError as e:
+        print(f"error: --cpu-devices: {e}", file=sys.stderr)
+        return 2
+    from diffsr_jax import api, calibration
+
+    model = api.load_model(args.checkpoint)
+    cal = mode.get("calibration", {})
+    steps = args.steps or noise_table.calibrated_steps(cal)
+    sampler = args.sampler or noise_table.calibrated_sampler(cal)
+    hr = calibration.load_crops(args.data, args.images, args.crop, args.seed, framing=args.framing)
+    scales = [float(s) for s in mode["scales"]]
+    T = model.num_timesteps
+    base_t = [int(round(f * T)) for f in mode["noise_fraction"]]
+    grid = sorted({int(round(f * T)) for f in args.t_grid} | set(base_t))
+    axis = calibration.noise_axis(model.model, model.params, model.schedule, hr, scales, levels, base_t,
+                                  t_values=[t for t in grid if t >= min(base_t)], num_steps=steps, sampler=sampler,
+                                  consistency=args.consistency if consistent else 0.0, lift=args.lift,
+                                  degradation=args.degradation, seed=args.seed, chunk=args.chunk,
+                                  mesh=sharding.make_mesh())
+    axis["noise_axis"].update({"data": _protocol(args)["data"], "images": args.images, "crop": args.crop,
+                               "framing": args.framing, "degradation": args.degradation, "seed": args.seed,
+                               "steps": steps, "sampler": sampler, "date": datetime.date.today().isoformat()})
+    mode.update(axis)
+    noise_table.write_atomic(out, table)
+    for lev, row in zip(levels, axis["noise_fraction_by_level"]):
+        print(f"σ {lev:g}/255: t = {[round(f * T) for f in row]} at scales {scales}")
+    print(f"wrote {out}")
+    return 0
+
+
 def _psnr_floor_slack(args) -> float:
     from diffsr_jax.calibration import DEFAULT_PSNR_FLOOR_SLACK
 
@@ -213,6 +279,8 @@ def main(argv=None) -> int:
         return 2
     if args.repick:
         return repick_file(args)
+    if args.noise_levels:
+        return noise_axis_file(args)
     out = args.out or os.path.join(args.checkpoint, "prf.json")
     consistent = args.consistency > 0
     if not 0.0 <= args.consistency <= 1.0:

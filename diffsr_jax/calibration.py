@@ -335,3 +335,51 @@ def calibrate(model, params, schedule: Schedule, hr_images, scales: Sequence[flo
     table["noise_fraction"] = [t / T for t, _ in chosen]
     table["prf"] = [p for _, p in chosen]
     return table, ana, sw
+
+
+# ---------------------------------------------------------------------------------------------
+# The noise axis of a table: t per scale for noisy inputs
+
+
+def noise_axis(model, params, schedule: Schedule, hr_images, scales: Sequence[float], levels_255: Sequence[float],
+               base_t: Sequence[int], *, t_values: Sequence[int], num_steps: int, sampler: str = "ddim",
+               consistency: float = 1.0, lift: str = "pinv", degradation: str = "pil", seed: int = 0,
+               chunk: int = 16, mesh=None) -> dict:
+    """The table entries of a noise axis (:mod:`diffsr_jax.noise_table` format 2) for one mode.
+
+    Per noise level σ (8-bit units, increasing), the calibration crops' LR images get seeded
+    Gaussian noise of that σ (8-bit, as a noisy file) and the mode is swept over ``t_values`` with
+    its consistency weighed for that σ (as inference weighs a noisy input). Per scale the step is
+    picked among the grid steps no smaller than the step of the previous level (``base_t`` for
+    σ = 0) and of the smaller scales (more noise, or a larger scale, never gets less noise): the
+    lowest mean LPIPS among those whose mean PSNR is at least the smallest allowed step's, less
+    ``DEFAULT_PSNR_FLOOR_SLACK`` — more noise must buy perceptual quality without costing
+    fidelity. Returns {"noise_levels_255", "noise_fraction_by_level", "noise_axis": how it was
+    measured, with the mean PSNR/LPIPS per level, scale and t}."""
+    T = schedule.num_steps
+    ts = np.asarray(sorted({int(t) for t in t_values}), np.int64)
+    order = np.argsort(np.asarray(scales, np.float64), kind="stable")
+    lowest = np.asarray(base_t, np.int64)
+    rows, measured = [], []
+    for i, level in enumerate(levels_255):
+        sw = sweep_mod.sweep(model, params, schedule, hr_images, scales, ts, jax.random.key(seed), num_steps,
+                             lpips=sweep_mod.make_lpips(), chunk=chunk, degradation=degradation, sampler=sampler,
+                             consistency=consistency, lift=lift, lr_noise=float(level) / 255.0,
+                             noise_seed=seed + 1000 * (i + 1), mesh=mesh)
+        lp, ps = np.round(sw.mean("lpips"), 5), np.round(sw.mean("psnr"), 5)
+        picked, floor = np.zeros(len(scales), np.int64), ts[0]
+        for j in order:
+            allowed = ts >= max(lowest[j], floor)
+            if not allowed.any():
+                allowed = ts == ts[-1]
+            first = int(np.flatnonzero(allowed)[0])
+            keeps = allowed & (ps[j] >= ps[j][first] - DEFAULT_PSNR_FLOOR_SLACK)
+            picked[j] = ts[int(np.argmin(np.where(keeps, np.round(lp[j], 4), np.inf)))]
+            floor = picked[j]
+        lowest = picked
+        rows.append([int(t) / T for t in picked])
+        measured.append({"psnr": ps.tolist(), "lpips": lp.tolist(), "t": picked.tolist()})
+    return {"noise_levels_255": [float(v) for v in levels_255], "noise_fraction_by_level": rows,
+            "noise_axis": {"pick": "psnr-floor at the smallest allowed step",
+                           "psnr_floor_slack": DEFAULT_PSNR_FLOOR_SLACK, "metrics_t": ts.tolist(),
+                           "levels": measured}}

@@ -196,6 +196,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="average the model's noise prediction over N flips/rotations "
                         f"({', '.join(map(str, defaults.SELF_ENSEMBLE_SIZES))}): more accurate denoising, N times "
                         f"the compute (default: {defaults.DEFAULT_SELF_ENSEMBLE})")
+    p.add_argument("--degradation", default="auto", metavar="SPEC",
+                   help="how the inputs were degraded: auto (estimate noise, JPEG quality and blur per image and "
+                        "adapt: weaker consistency for noisy input), clean (a noise-free bicubic downscale), or "
+                        "items such as noise=10 (σ, 8-bit units), jpeg=75, kernel=area, blur=0.8 (LR px), comma-"
+                        "separated (default: auto)")
     p.add_argument("--seed", type=_nonneg_int("--seed"), default=0, metavar="N",
                    help="random seed of the injected noise (default: 0)")
     p.add_argument("--checkpoint", default=None, metavar="DIR",
@@ -248,7 +253,7 @@ def inference_options(args) -> InferenceOptions:
         return InferenceOptions(noise=args.noise, steps=args.steps, sampler=args.sampler,
                                 consistency=args.consistency, lift=args.lift, colour_fix=args.colour_fix,
                                 self_ensemble=args.self_ensemble, tile=args.tile, tile_overlap=args.tile_overlap,
-                                tile_batch=args.batch_size, seed=args.seed)
+                                tile_batch=args.batch_size, seed=args.seed, degradation=args.degradation)
     except TargetError:
         raise
     except ValueError as e:

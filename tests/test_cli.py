@@ -389,3 +389,19 @@ def test_summary_shows_a_fractional_noise_percentage(api, imgs, tmp_path, capsys
     assert cli.main([str(imgs / "a.png"), "-t", "x2", "-o", str(tmp_path / "o.png")]) == 0
     out, _ = _err_lines(capsys)
     assert "t=25 (2.5%)" in out
+
+
+def test_degradation_option_reaches_the_api_and_bad_specs_are_usage_errors(api, imgs, tmp_path, capsys):
+    from diffsr_jax.degradation import Degradation
+
+    assert cli.main([str(imgs / "a.png"), "-t", "x2", "-o", str(tmp_path / "d.png")]) == 0
+    assert api.calls[-1]["degradation"] == "auto"                                   # the default
+    assert cli.main([str(imgs / "a.png"), "-t", "x2", "-o", str(tmp_path / "e.png"), "--degradation",
+                     "noise=10,jpeg=75"]) == 0
+    given = api.calls[-1]["degradation"]
+    assert isinstance(given, dict) or isinstance(given, Degradation)
+    g = given if isinstance(given, dict) else given.__dict__
+    assert round(g["noise_sigma"] * 255, 6) == 10 and g["jpeg_quality"] == 75
+    n = len(api.calls)
+    assert cli.main([str(imgs / "a.png"), "-t", "x2", "-o", str(tmp_path / "f.png"), "--degradation", "bogus=3"]) == 2
+    assert len(api.calls) == n and "degradation" in capsys.readouterr().err

@@ -594,3 +594,31 @@ def test_calibrate_cli_splits_the_sweep_over_cpu_devices_with_the_same_table(tin
     for k in ("psnr", "lpips"):
         np.testing.assert_allclose(np.asarray(a["metrics"][k], float), np.asarray(b["metrics"][k], float),
                                    atol=2e-3)
+
+
+def test_calibrate_adds_a_noise_axis_that_never_lowers_t(tiny_model_dir, image_folder, tmp_path):
+    import calibrate
+
+    out = str(tmp_path / "prf.json")
+    base = ["--checkpoint", tiny_model_dir, "--data", image_folder, "--images", "2", "--crop", "32", "--scales", "2", "4",
+            "--out", out, "--steps", "2", "--t-grid", "0.1", "0.3", "0.5"]
+    assert calibrate.main(base + ["--rule", "analytic"]) == 0
+    assert calibrate.main(base + ["--consistency", "1"]) == 0
+    import shutil
+
+    ckpt = str(tmp_path / "ckpt")
+    shutil.copytree(tiny_model_dir, ckpt)
+    shutil.copy(out, os.path.join(ckpt, "prf.json"))
+    axis = base[:1] + [ckpt] + base[2:] + ["--consistency", "1", "--noise-levels", "20", "8"]
+    assert calibrate.main(axis) == 0
+    table = json.load(open(out))
+    cons = table["modes"]["consistent"]
+    assert table["format_version"] == noise_table.FORMAT_VERSION and cons["noise_levels_255"] == [8.0, 20.0]
+    rows = np.asarray([cons["noise_fraction"]] + cons["noise_fraction_by_level"])
+    assert rows.shape == (3, 2) and np.all(np.diff(rows, axis=0) >= 0)          # more noise: never less t
+    assert np.all(np.diff(rows, axis=1) >= 0)                                   # larger scale: never less t
+    assert table["t"] == json.load(open(os.path.join(ckpt, "prf.json")))["t"]   # the plain table is untouched
+    mode = noise_table.parse(table).mode(True)
+    assert mode.fraction_at(2.0, 20 / 255) == pytest.approx(rows[2, 0])
+    shutil.copy(out, os.path.join(ckpt, "prf.json"))
+    assert calibrate.main(axis) == 2                                            # exists: needs --overwrite

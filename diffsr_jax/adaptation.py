@@ -18,7 +18,10 @@ output. So the pipeline works with the input's *effective noise* σ_y (std in [0
   exactly the clean pipeline;
 - the noise step t comes from the noise table's column for σ_y when the table is calibrated on a
   noise axis (:mod:`diffsr_jax.noise_table`), so it covers the input's own noise;
-- an explicit ``kernel=area`` or ``blur=σ`` makes the consistency operator that downscaler.
+- an explicit ``kernel=area`` or ``blur=σ`` makes the consistency operator that downscaler. An
+  *estimated* blur is reported but not acted on: on clean photos the estimate sometimes reads a
+  blur that is not there, and a consistency operator with the wrong kernel costs far more (about
+  1 dB on the image) than the right one gains.
 
 The parameters (``dead_zone_255``, ``jpeg_quality`` / ``jpeg_sigma_255``) can be stored in the
 model's prf.json under ``degradation``; the constants below, measured on training photos, are used
@@ -43,8 +46,6 @@ JPEG_SIGMA_255 = (11.1, 9.5, 7.5, 5.2, 0.0)
 # Per-pixel std of the lift of unit white noise (both axes), measured on its matrices at 2–8×:
 # the pseudo-inverse amplifies the input's noise, the bicubic upscale smooths it.
 LIFT_GAIN = {"pinv": 1.15 ** 2, "bicubic": 0.9 ** 2}
-# An estimated extra blur below this (LR pixels) is not acted on: clean photos read up to about it.
-MIN_ESTIMATED_BLUR = 0.5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,8 +90,8 @@ def response(deg, params: Optional[Mapping] = None) -> Response:
 
     An estimated noise level is reduced by the dead zone in quadrature (σ² − dz², clipped at 0), a
     given one is taken as it is; JPEG error adds in quadrature. ``kernel`` "area" and "gaussian"
-    (or any ``blur_sigma`` > 0) change the consistency operator; "unknown" and "lanczos" keep the
-    bicubic one (the closest of the family)."""
+    (or a given ``blur_sigma`` > 0) change the consistency operator; "unknown" and "lanczos" keep
+    the bicubic one (the closest of the family)."""
     params = params or {}
     noise = float(deg.noise_sigma)
     if deg.source == "estimated":
@@ -99,8 +100,8 @@ def response(deg, params: Optional[Mapping] = None) -> Response:
     sigma = math.sqrt(noise * noise + jpeg_sigma(deg.jpeg_quality, params) ** 2)
     kernel = deg.kernel if deg.kernel in ("area", "gaussian") else "bicubic"
     blur = float(deg.blur_sigma)
-    if deg.source == "estimated" and blur < MIN_ESTIMATED_BLUR:
-        blur = 0.0  # below what the estimator tells from clean photos
+    if deg.source == "estimated":
+        blur = 0.0  # reported, not acted on: a false reading would mismatch the operator badly
     if blur > 0 and kernel == "bicubic":
         kernel = "gaussian"
     return Response(sigma=sigma, kernel=kernel, blur=blur)

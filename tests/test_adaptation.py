@@ -55,8 +55,8 @@ def test_the_noise_level_is_traced_one_program_for_every_sigma(model):
 
 
 def test_response_dead_zone_jpeg_and_kernel():
-    est = Degradation(2.0 / 255, None, "unknown", 0.3, "estimated")
-    assert adaptation.response(est) == adaptation.CLEAN                 # texture, not noise; small blur ignored
+    est = Degradation(2.0 / 255, None, "unknown", 0.9, "estimated")
+    assert adaptation.response(est) == adaptation.CLEAN                 # texture, not noise; estimated blur ignored
     r = adaptation.response(Degradation(5.0 / 255, 75, "area", 0.0, "given"))
     assert r.kernel == "area" and r.sigma == pytest.approx(np.hypot(5.0, 7.5) / 255, rel=1e-6)
     assert adaptation.response(Degradation(0.0, None, "bicubic", 1.0, "given")).kernel == "gaussian"

@@ -147,6 +147,22 @@ def test_blockiness_none_on_clean_and_found_in_quality_30(examples, tmp_path):
         assert D.estimate(jpg).jpeg_quality == q
 
 
+def test_a_pattern_repeating_every_8_px_one_way_is_not_jpeg_blocking(examples, tmp_path):
+    """A facade or fence that repeats every 8 px steps across the grid lines in one direction
+    only; JPEG blocking steps both ways. The one-way pattern alone must not read as JPEG, and
+    the same pattern compressed at q30 must still."""
+    a = examples["bsd_108005_small.png"][:96, :96]
+    panels = ((np.arange(96) // 8) % 2).astype(np.float32)
+    # panels 8 px wide across, and a faint 8-px banding down the image (as on img_016 of Urban100)
+    patterned = np.clip(a * 0.8 + 0.1 * panels[None, :, None] + 0.02 * panels[:, None, None], 0, 1)
+    patterned = (np.round(patterned * 255) / 255).astype(np.float32)
+    (rh, zh), (rv, zv) = D._grid_profile(D._luma(patterned))
+    assert rh > 2.0 and 1.0 < rv < 1.2 and min(zh, zv) > 2.0  # on the grid both ways, unevenly
+    assert D.estimate_jpeg_quality_from_pixels(patterned) is None
+    jpg = read_image(_jpeg_file(a, str(tmp_path / "q30.jpg"), 30)).rgb
+    assert D.estimate_jpeg_quality_from_pixels(jpg) is not None
+
+
 # ---------------------------------------------------------------------------------------------
 # softness
 

@@ -297,6 +297,10 @@ def _degradation_text(plan: _Plan, final: Optional[float]) -> str:
         if plan.response.kernel != "bicubic":
             done += f", {plan.response.kernel} kernel"
         text += f" ({done})"
+    deg = plan.degradation
+    if deg.source == "estimated" and deg.blur_sigma > 0 and plan.response.blur == 0:
+        # an estimated blur is not acted on (see adaptation.response); say how to use it
+        text += f"; soft: degradation blur={deg.blur_sigma:g} would sharpen for it"
     return text
 
 

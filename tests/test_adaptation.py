@@ -35,6 +35,19 @@ def test_clean_input_gives_todays_output_and_noise_lowers_the_consistency(model)
     assert ginfo["degradation"]["source"] == "given" and ginfo["response"]["effective_sigma_255"] == 15.0
 
 
+def test_an_estimated_blur_is_reported_with_how_to_use_it_but_not_acted_on(model):
+    from scipy import ndimage as ndi
+
+    x = ndi.gaussian_filter(np.random.default_rng(0).uniform(size=(48, 48, 3)), (1.0, 1.0, 0))
+    x = (np.round((x - x.min()) / (x.max() - x.min()) * 255) / 255).astype(np.float32)
+    out, info = api.upscale_array(x, (96, 96), model=model, steps=2)
+    blur = info["degradation"]["blur_sigma"]
+    assert blur > 0.3 and info["response"]["blur"] == 0.0 and info["response"]["kernel"] == "bicubic"
+    assert f"blur={blur:g} would sharpen" in info["degradation_text"]
+    _, told = api.upscale_array(x, (96, 96), model=model, steps=2, degradation=f"blur={blur:g}")
+    assert told["response"]["kernel"] == "gaussian" and "would sharpen" not in told["degradation_text"]
+
+
 def test_noise_weight_is_one_for_clean_input_and_falls_with_noise_and_step():
     from diffsr_jax.schedules import make_schedule
 

@@ -15,10 +15,12 @@ scale), so every method sees the same LR and noise5 / noise10 / ... share one st
 
 Methods: ``lanczos`` (PIL, float); ``fsrcnn`` / ``espcn`` (OpenCV dnn_superres) at integer scales
 with a model of that scale only; Diff-SR ``plain`` (the paper's mode: consistency 0, no colour
-fix, degradation "clean"), ``default-clean`` (today's default pinned: consistency 1,
-degradation "clean") and ``default`` (the library's defaults: degradation "auto" once it exists).
-JPEG cells pass the file's quantisation tables (``jpeg_quantization=``) as a user's JPEG would,
-when the running API takes them. Metrics: RGB PSNR, LPIPS-Alex (SSIM with ``--ssim``).
+fix, degradation "clean"), ``default-clean`` (the default pinned to a clean input: consistency 1,
+degradation "clean") and ``default`` (the library's defaults: degradation "auto", estimated per
+image). Opt-in: ``default-told``, the default told the truth (``degradation`` = the cell's own
+description, e.g. ``kernel=area`` or ``noise=10``): what a user who knows the input gains.
+JPEG cells pass the file's quantisation tables (``jpeg_quantization=``) as a user's JPEG would.
+Metrics: RGB PSNR, LPIPS-Alex (SSIM with ``--ssim``).
 
 Verdict per cell (issue 31): default PSNR ≥ max(lanczos, plain) − 0.1 dB, default LPIPS ≤ the
 lowest of lanczos, fsrcnn / espcn and plain, and on clean cells |default − default-clean| ≤ 0.02
@@ -34,7 +36,6 @@ import collections
 import csv
 import dataclasses
 import datetime
-import inspect
 import json
 import os
 import shlex
@@ -53,11 +54,13 @@ from diffsr_jax import protocols
 REPO = common.REPO_ROOT
 SHARED = os.path.join(os.path.dirname(REPO), "shared")
 METHODS = ("lanczos", "fsrcnn", "espcn", "plain", "default-clean", "default")
+OPT_IN = ("default-told",)
 PEERS = ("fsrcnn", "espcn")
 DIFFSR = {  # method → the options it pins (degradation only when InferenceOptions has the field)
     "plain": {"consistency": 0.0, "colour_fix": "none", "degradation": "clean"},
     "default-clean": {"consistency": 1.0, "degradation": "clean"},
     "default": {},
+    "default-told": {},  # + degradation = the cell's own description (per cell)
 }
 PSNR_REFS, LPIPS_REFS = ("lanczos", "plain"), ("lanczos", "fsrcnn", "espcn", "plain")
 PSNR_MARGIN, CLEAN_TOL = 0.1, 0.02
@@ -76,7 +79,7 @@ def parse_args(argv=None):
     p.add_argument("--scales", nargs="+", type=float, default=[2.0, 2.7, 4.0])
     p.add_argument("--degradations", nargs="+", default=list(protocols.LR_DEGRADATIONS),
                    help="names as diffsr_jax.protocols.parse_lr_degradation reads them")
-    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS + OPT_IN)
     p.add_argument("--limit", type=int, default=None, help="first N images of each set")
     p.add_argument("--checkpoint", default=None, help="Diff-SR model folder; default: the bundled model")
     p.add_argument("--steps", type=int, default=None, help="Diff-SR steps (default: the noise table's)")
@@ -98,24 +101,8 @@ def parse_args(argv=None):
     return args
 
 
-# ---------------------------------------------------------------------------------------------
-# What the running library can do (the degradation-aware API may not have landed yet)
-
-
-def api_features():
-    """(InferenceOptions has ``degradation``, upscale_array takes ``jpeg_quantization``)."""
-    from diffsr_jax import api
-    from diffsr_jax.options import InferenceOptions
-
-    has_deg = "degradation" in {f.name for f in dataclasses.fields(InferenceOptions)}
-    return has_deg, "jpeg_quantization" in inspect.signature(api.upscale_array).parameters
-
-
-def diffsr_options(base, method: str, has_deg: bool):
-    pins = dict(DIFFSR[method])
-    if not has_deg:
-        pins.pop("degradation", None)
-    return base.replace(**pins)
+def diffsr_options(base, method: str):
+    return base.replace(**DIFFSR[method])
 
 
 def degradation_fields(d) -> dict:
@@ -350,15 +337,7 @@ def main(argv=None):
     from diffsr_jax import api, eval_methods, evaluation, metrics
     from diffsr_jax.options import InferenceOptions
 
-    has_deg, has_q = api_features()
     notes = []
-    if not has_deg:
-        notes.append("InferenceOptions has no `degradation` field yet: every Diff-SR method runs without it "
-                     "(today's pipeline assumes a clean input), so `default` is `default-clean`")
-    if not has_q:
-        notes.append("api.upscale_array takes no `jpeg_quantization` yet: JPEG cells run without the file's tables")
-    for n in notes:
-        print(f"note: {n}", file=sys.stderr)
 
     data = {evaluation.dataset_label(s): evaluation.load_dataset(s, data_root=args.data_root, limit=args.limit)
             for s in args.datasets}
@@ -388,9 +367,9 @@ def main(argv=None):
     if any(m in DIFFSR for m in methods):
         model = api.load_model(args.checkpoint)
         mesh = api.local_mesh()
-        opts = {m: diffsr_options(base, m, has_deg) for m in methods if m in DIFFSR}
+        opts = {m: diffsr_options(base, m) for m in methods if m in DIFFSR}
     ckpt = "(not used)" if model is None else os.path.relpath(model.directory, os.getcwd())
-    api_text = ("degradation" if has_deg else "no-degradation") + ("+jpeg_quantization" if has_q else "")
+    api_text = "degradation+jpeg_quantization"  # kept in the rows: --resume matches on it
     config = {"checkpoint": ckpt, "seed": args.seed, "steps_option": "" if args.steps is None else args.steps,
               "api": api_text}
 
@@ -457,7 +436,7 @@ def main(argv=None):
                         args.seed, label, name, float(s)))
                     hr = pair.hr_u8.astype(np.float32) / 255.0
                     lr = pair.lr_u8.astype(np.float32) / 255.0
-                    outs, new = {}, []
+                    outs, used, new = {}, {}, []  # used: the options each Diff-SR method ran with
                     for m in todo:
                         t0, info, note = time.perf_counter(), {}, ""
                         if m == "lanczos":
@@ -468,15 +447,17 @@ def main(argv=None):
                             note = fn.note
                         else:
                             o = opts[m]
-                            same = next((k for k in outs if k in opts and opts[k].with_defaults() == o.with_defaults()),
-                                        None)
+                            if m == "default-told":
+                                o = o.replace(degradation=protocols.parse_lr_degradation(g).spec(s))
+                            same = next((k for k, ok in used.items() if ok.with_defaults() == o.with_defaults()), None)
                             if same is not None:
                                 out, info = outs[same][0], outs[same][1]
                                 note = f"same options as {same}: its output"
                             else:
                                 kw = {"jpeg_quantization": pair.jpeg_quantization} if (
-                                    has_q and pair.jpeg_quantization is not None) else {}
+                                    pair.jpeg_quantization is not None) else {}
                                 out, info = api.upscale_array(lr, hr.shape[:2], model=model, options=o, mesh=mesh, **kw)
+                            used[m] = o
                         outs[m] = (out, info)
                         secs = time.perf_counter() - t0
                         first = (m, lr.shape) not in seen_shapes

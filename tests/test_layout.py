@@ -82,6 +82,14 @@ def test_no_dates_in_the_codes_comments():
 # options
 
 
+def test_the_readme_and_the_model_card_stay_short():
+    """README for users (≤ 15,000 characters), model card (≤ 10,000): history goes to CHANGELOG.md."""
+    with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:
+        assert len(f.read()) <= 15_000
+    with open(os.path.join(REPO, "diffsr_jax", "assets", "default_model", "README.md"), encoding="utf-8") as f:
+        assert len(f.read()) <= 10_000
+
+
 def test_options_are_validated_and_normalised():
     o = InferenceOptions(noise="t=100", consistency=1, self_ensemble=8.0)
     assert o.noise == ("step", 100) and o.consistency == 1.0 and o.self_ensemble == 8

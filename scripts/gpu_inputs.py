@@ -7,7 +7,7 @@ Used on both sides: here by ``scripts/pack_gpu_inputs.sh`` (pack), there by ``sc
   stored as decoded uint8 HxWx3 arrays when the compressed file stays under ``max_mib``, else as
   their original file bytes (lossless: PNGs; JPEGs decode to the same pixels with the same decoder),
   with the SHA-256 of the pixels this machine decoded, so the GPU machine can tell whether its Pillow
-  decodes them identically. (For configs/cpu.py's 148 photos: decoded arrays ~ 120+ MiB compressed,
+  decodes them identically. (For the 148 photos of CBSD68 + CSun_Hays80: decoded arrays ~ 120+ MiB compressed,
   re-encoded PNGs ~ 100 MiB, original files 27.6 MiB.)
 - Models -> a *flat model* folder: ``model.json`` (as exported) + ``params.msgpack`` (the params,
   ``flax.serialization.msgpack_serialize``): two files, no nested folders, and no dependence on the

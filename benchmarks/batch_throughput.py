@@ -97,11 +97,7 @@ def main():
         make_inputs(large, n_large, (480, 270), seed=1)
         lines += case("64² → 256²", small, "4x", n_small, work)
         lines += case("270p → 1080p", large, "1080p", n_large, work)
-    text = "\n".join(lines)
-    print(text)
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
-        f.write(text + "\n")
+    common.write_report("\n".join(lines), args.out)
 
 
 if __name__ == "__main__":

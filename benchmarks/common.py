@@ -55,3 +55,12 @@ def machine_load_text() -> str:
     cpus = os.cpu_count() or 1
     busy = " (other work was running: timings are shared)" if load1 > 0.5 else ""
     return f"1-minute load average {load1:.2f} on {cpus} cpus at the start{busy}"
+
+
+def write_report(text: str, path: str) -> None:
+    """Prints a benchmark's text report and writes it to ``path`` (folders made as needed)."""
+    text = text if text.endswith("\n") else text + "\n"
+    print(text, end="")
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        f.write(text)

@@ -90,11 +90,7 @@ def main():
         share = (r[1.0][1] - r[0.0][1]) / r[1.0][1]
         lines += ["", "## 1920×1080 → 3840×2160 (2×, tiled), whole upscale_array, warm", "",
                   f"consistency on {r[1.0][1]:.1f} s, off {r[0.0][1]:.1f} s: consistency's share {100 * share:.0f}%"]
-    text = "\n".join(lines) + "\n"
-    print(text, end="")
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
-        f.write(text)
+    common.write_report("\n".join(lines), args.out)
 
 
 if __name__ == "__main__":

@@ -94,11 +94,7 @@ def main():
               f"{np.abs(loop_psnr - res.metrics['psnr']).max():.2e} dB",
               "mean PSNR (dB) per scale × t: " + " | ".join(
                   f"{s:g}x: " + " ".join(f"{v:.1f}" for v in row) for s, row in zip(args.scales, res.mean("psnr")))]
-    text = "\n".join(lines) + "\n"
-    print(text, end="")
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
-        f.write(text)
+    common.write_report("\n".join(lines), args.out)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """A fast stand-in for diffsr_jax.api (bicubic instead of the model) for the CLI tests.
 
-In-process: tests/test_cli.py's ``api`` fixture puts a :class:`FakeApi` in ``sys.modules``.
+In-process: :func:`install` (the CLI tests' ``api`` fixture) puts a :class:`FakeApi` in ``sys.modules``.
 As a program: ``python tests/fake_api.py ARGS...`` runs the real CLI (``diffsr_jax.cli.main``)
 with the fake model, so batch jobs can be killed and resumed in a subprocess; the environment
 variable ``FAKE_API_SLEEP`` (seconds per image) makes it slow enough to kill half-way.
@@ -82,6 +82,21 @@ class FakeApi(types.ModuleType):
         if self.batch_fail or any(im.shape[:2] in self.fail_on for im in images):
             raise RuntimeError("RESOURCE_EXHAUSTED: out of memory\nlong XLA details")
         return [self._one(im, out_hw, model, options, progress, mesh) for im in images]
+
+
+def install(monkeypatch, tmp_path) -> "FakeApi":
+    """Puts a :class:`FakeApi` in place of ``diffsr_jax.api`` for an in-process CLI test (the
+    CLI's compilation-cache set-up recorded in ``cache_calls``, the cache under ``tmp_path``)."""
+    import diffsr_jax
+    from diffsr_jax import cli
+
+    fake = FakeApi()
+    monkeypatch.setitem(sys.modules, "diffsr_jax.api", fake)
+    monkeypatch.setattr(diffsr_jax, "api", fake, raising=False)
+    fake.cache_calls = []
+    monkeypatch.setattr(cli, "_enable_compilation_cache", lambda: fake.cache_calls.append(1))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return fake
 
 
 def main(argv) -> int:

@@ -13,23 +13,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import diffsr_jax
 from diffsr_jax import batch, cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAKE_CLI = os.path.join(REPO, "tests", "fake_api.py")
 sys.path.insert(0, os.path.join(REPO, "tests"))
-from fake_api import FakeApi  # noqa: E402
+import fake_api  # noqa: E402
 
 
 @pytest.fixture()
 def api(monkeypatch, tmp_path):
-    fake = FakeApi()
-    monkeypatch.setitem(sys.modules, "diffsr_jax.api", fake)
-    monkeypatch.setattr(diffsr_jax, "api", fake, raising=False)
-    monkeypatch.setattr(cli, "_enable_compilation_cache", lambda: None)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    return fake
+    return fake_api.install(monkeypatch, tmp_path)
 
 
 def _save(path, h, w, seed=0, mode="RGB"):

@@ -8,24 +8,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import diffsr_jax
 from diffsr_jax import cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "tests"))
-from fake_api import FakeApi  # noqa: E402  (the bicubic stand-in for diffsr_jax.api)
+import fake_api  # noqa: E402  (the bicubic stand-in for diffsr_jax.api)
 
 
 @pytest.fixture()
 def api(monkeypatch, tmp_path):
-    fake = FakeApi()
-    monkeypatch.setitem(sys.modules, "diffsr_jax.api", fake)
-    monkeypatch.setattr(diffsr_jax, "api", fake, raising=False)
-    cache_calls = []
-    monkeypatch.setattr(cli, "_enable_compilation_cache", lambda: cache_calls.append(1))
-    fake.cache_calls = cache_calls
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    return fake
+    return fake_api.install(monkeypatch, tmp_path)
 
 
 def _rgb(h, w, seed=0):

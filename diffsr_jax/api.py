@@ -20,7 +20,7 @@ from PIL import Image
 from diffsr_jax import adaptation
 from diffsr_jax import consistency as consistency_mod
 from diffsr_jax import degradation as degradation_mod
-from diffsr_jax import image_arrays, noise_table, pipeline, sharding, targets
+from diffsr_jax import image_arrays, noise_table, pipeline, samplers, sharding, targets
 from diffsr_jax.image_arrays import RANGE_TOLERANCE, check_float_image  # noqa: F401  (re-exported)
 from diffsr_jax.loading import DEFAULT_CHECKPOINT, LoadedModel, load_model  # noqa: F401  (re-exported)
 from diffsr_jax.defaults import DEFAULT_SAMPLER
@@ -177,11 +177,7 @@ def upscale_array(image: np.ndarray, out_hw: tuple[int, int], *, model: LoadedMo
                                            sampler=plan.sampler, guide=guide, guide_iters=opts.consistency_iters,
                                            self_ensemble=opts.self_ensemble)[0]
         else:
-            out = np.asarray(pipeline.restore_batch_jit(model.model, model.params, model.schedule,
-                                                        jnp.asarray(plan.x_t[None]), jnp.full((1,), plan.t, jnp.int32),
-                                                        k_sample, num_steps=plan.steps, sampler=plan.sampler,
-                                                        guide=guide, guide_iters=opts.consistency_iters,
-                                                        self_ensemble=opts.self_ensemble))[0]
+            out = _restore_jit(model, plan.x_t[None], [plan.t], k_sample, plan.steps, plan.sampler, guide, opts)[0]
     devices = 1 if (mesh is None or plan.t == 0) else sharding.data_size(mesh)  # none runs at t = 0
     return _finish(plan, out, model, opts, devices)
 
@@ -309,8 +305,7 @@ def final_weight(model: LoadedModel, plan: _Plan) -> float:
     step (1 for a clean input)."""
     if plan.response.sigma <= 0 or plan.t == 0:
         return 1.0
-    power = 2 if plan.sampler.endswith("-quad") else 1
-    t_last = max(plan.t // plan.steps ** power, 1)
+    t_last = samplers.last_step(plan.t, plan.steps, plan.sampler)
     return float(consistency_mod.noise_weight(np.asarray(model.schedule.alphas_cumprod), t_last,
                                               plan.cons[4] if plan.cons is not None else plan.response.model_sigma))
 
@@ -361,10 +356,7 @@ def upscale_batch(images: Sequence[np.ndarray], out_hw: tuple[int, int], *, mode
                                                  num_steps=steps, sampler=sampler, guide=guide,
                                                  guide_iters=opts.consistency_iters, self_ensemble=opts.self_ensemble)
         else:
-            out = np.asarray(pipeline.restore_batch_jit(model.model, model.params, model.schedule, jnp.asarray(x_t),
-                                                        jnp.asarray(t), k_sample, num_steps=steps, sampler=sampler,
-                                                        guide=guide, guide_iters=opts.consistency_iters,
-                                                        self_ensemble=opts.self_ensemble))
+            out = _restore_jit(model, x_t, t, k_sample, steps, sampler, guide, opts)
         devices = 1 if mesh is None else sharding.data_size(mesh)
         for j, i in enumerate(idx):
             results[i] = _finish(plans[i], out[j], model, opts, devices)
@@ -375,16 +367,23 @@ def upscale_batch(images: Sequence[np.ndarray], out_hw: tuple[int, int], *, mode
     return [results[i] for i in range(len(images))]
 
 
+def _restore_jit(model: LoadedModel, x_t, t, key, steps: int, sampler: str, guide,
+                 opts: InferenceOptions) -> np.ndarray:
+    """Whole images (B, H, W, 3) noised to their steps ``t`` (B,) → restored, in one jitted call
+    on the default device."""
+    return np.asarray(pipeline.restore_batch_jit(model.model, model.params, model.schedule, jnp.asarray(x_t),
+                                                 jnp.asarray(t, jnp.int32), key, num_steps=steps, sampler=sampler,
+                                                 guide=guide, guide_iters=opts.consistency_iters,
+                                                 self_ensemble=opts.self_ensemble))
+
+
 def _batch_guide(plans: Sequence[_Plan]) -> pipeline.Guide:
     """One Guide row per image: its reference, its operator's bands (widened to the batch's widest),
-    its λ."""
-    bands = [consistency_mod.guide_bands(p.cons[0]) for p in plans]
-    noise = jnp.asarray([p.cons[4] for p in plans], jnp.float32)
-    stack = lambda a: np.stack([consistency_mod.widen(b[a], max((c[a].shape[-1] - 1) // 2 for c in bands))
-                                for b in bands]).astype(np.float32)
-    return pipeline.Guide(ref=jnp.asarray(np.stack([p.cons[1] for p in plans])), rows=jnp.asarray(stack(0)),
-                          cols=jnp.asarray(stack(1)), strength=jnp.asarray([p.cons[2] for p in plans], jnp.float32),
-                          noise=noise)
+    its λ and noise level."""
+    rows, cols = consistency_mod.stack_bands([consistency_mod.guide_bands(p.cons[0]) for p in plans])
+    return pipeline.Guide(ref=jnp.asarray(np.stack([p.cons[1] for p in plans])), rows=jnp.asarray(rows),
+                          cols=jnp.asarray(cols), strength=jnp.asarray([p.cons[2] for p in plans], jnp.float32),
+                          noise=jnp.asarray([p.cons[4] for p in plans], jnp.float32))
 
 
 def local_mesh():
@@ -444,7 +443,7 @@ def cap_steps(num_steps: int, t: int, sampler: str) -> tuple[int, list[str]]:
     """
     if t < 1:
         return num_steps, []
-    cap = 2 * t if sampler.endswith("-quad") else t
+    cap = samplers.ladder_power(sampler) * t
     if num_steps <= cap:
         return num_steps, []
     return cap, [f"{num_steps} sampler steps asked for from noise step t={t}: ran {cap}, which already visit every "

@@ -276,6 +276,15 @@ def guide_bands(ops: tuple[AxisOperator, AxisOperator]) -> tuple[np.ndarray, np.
     return tuple(np.asarray(widen(op.diags, band_width(op.K)), np.float32) for op in ops)
 
 
+def stack_bands(bands) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`guide_bands` of several operators of one image size (e.g. one per scale or per image)
+    stacked: (rows (B, H, 2K+1), cols (B, W, 2K'+1)) float32, each axis widened to its widest K."""
+    def stack(axis):
+        K = max((b[axis].shape[-1] - 1) // 2 for b in bands)
+        return np.stack([widen(b[axis], K) for b in bands]).astype(np.float32)
+    return stack(0), stack(1)
+
+
 def to_dense(diags: np.ndarray) -> np.ndarray:
     """The n × n matrix of a band (tests and small sizes only)."""
     n, K = diags.shape[0], (diags.shape[1] - 1) // 2
@@ -390,12 +399,10 @@ def noise_weight(alphas_cumprod, t, noise):
     return jnp.where(noise > 0, s2 / jnp.maximum(s2 + noise * noise, 1e-20), 1.0)
 
 
-def x0_corrector(ref, rows, cols, strength, iters: int = 1, noise=None, alphas_cumprod=None):
-    """The samplers' ``correct_x0(x0, t)`` hook with bands. With ``noise`` (per image or scalar,
-    model units) and the schedule's ``alphas_cumprod``, λ at step t is ``strength`` ×
-    :func:`noise_weight`; without, ``strength`` at every step."""
-    if noise is None:
-        return lambda x0, t: correct(x0, ref, rows, cols, strength, iters)
+def x0_corrector(ref, rows, cols, strength, iters: int, noise, alphas_cumprod):
+    """The samplers' ``correct_x0(x0, t)`` hook with bands: λ at step t is ``strength`` ×
+    :func:`noise_weight` for the input's ``noise`` (per image or scalar, model units; 0 gives
+    ``strength`` at every step)."""
     return lambda x0, t: correct(x0, ref, rows, cols, strength * noise_weight(alphas_cumprod, t, noise), iters)
 
 

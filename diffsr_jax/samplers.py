@@ -151,3 +151,15 @@ def ddpm_sample(
 SAMPLERS = {"ddim": ddim_sample, "ddpm": ddpm_sample,
             "ddim-quad": functools.partial(ddim_sample, ladder_power=2),
             "ddpm-quad": functools.partial(ddpm_sample, ladder_power=2)}
+
+
+def ladder_power(sampler: str) -> int:
+    """The :func:`timestep_ladder` power a sampler name runs on: 2 for "-quad", else 1."""
+    return 2 if sampler.endswith("-quad") else 1
+
+
+def last_step(t_start, num_steps: int, sampler: str) -> jnp.ndarray:
+    """The ladder's last step before 0, τ_{K−1} (at least 1): the noise level of the final
+    update, e.g. to weigh a last correction as the ladder's last one was. Traced."""
+    ladder = timestep_ladder(jnp.asarray(t_start), num_steps, ladder_power(sampler))
+    return jnp.maximum(ladder[..., -2], 1)

@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import PartitionSpec as P
 
-from diffsr_jax import adaptation, consistency, metrics, pipeline, protocols, sharding
+from diffsr_jax import adaptation, consistency, metrics, pipeline, protocols, samplers, sharding
 from diffsr_jax.prf import runs
 from diffsr_jax.schedules import Schedule
 
@@ -97,12 +97,12 @@ def sweep_lrs(hr01, scales: Sequence[float], degradation: str = "jax", lr_noise:
 
 
 def consistency_data(hr01: jnp.ndarray, scales: Sequence[float], strength: float, lift: str = "pinv",
-                     degradation: str = "jax", lrs=None, noise: float = 0.0):
+                     degradation: str = "jax", lrs=None, noise=None):
     """Per-scale consistency operators for a sweep: (refs (S, N, H, W, 3), row bands (S, H, 2K+1),
-    column bands (S, W, 2K+1), λ, the noise level the corrections are weighed against (model units;
-    a scalar, or one per scale)), every scale's bands
-    widened to one K. Bands make the scale data, so one compiled core serves all scales. ``lrs``:
-    the LR batch per scale (default :func:`sweep_lrs` without noise)."""
+    column bands (S, W, 2K+1), λ, per scale the noise level its corrections are weighed against
+    (model units; ``noise``, default 0)), every scale's bands widened to one K. Bands make the
+    scale data, so one compiled core serves all scales. ``lrs``: the LR batch per scale (default
+    :func:`sweep_lrs` without noise)."""
     n, h, w, c = hr01.shape
     refs, bands = [], []
     lrs = sweep_lrs(hr01, scales, degradation) if lrs is None else lrs
@@ -110,10 +110,10 @@ def consistency_data(hr01: jnp.ndarray, scales: Sequence[float], strength: float
         ops = consistency.image_operator((h, w), lr.shape[1:3], lift)
         refs.append(consistency.lift(ops, lr))
         bands.append(consistency.guide_bands(ops))
-    stack = lambda k: np.stack([consistency.widen(b[k], max((x[k].shape[-1] - 1) // 2 for x in bands))
-                                for b in bands])
-    return (jnp.asarray(np.stack(refs)), jnp.asarray(stack(0), jnp.float32), jnp.asarray(stack(1), jnp.float32),
-            jnp.float32(strength), jnp.float32(noise))
+    rows, cols = consistency.stack_bands(bands)
+    noise = np.zeros(len(scales)) if noise is None else noise
+    return (jnp.asarray(np.stack(refs)), jnp.asarray(rows), jnp.asarray(cols), jnp.float32(strength),
+            jnp.asarray(noise, jnp.float32).reshape(len(scales)))
 
 
 @functools.partial(jax.jit, static_argnames=("model", "num_steps", "chunk", "sampler", "lpips_module",
@@ -129,14 +129,13 @@ def _sweep_core(model, params, schedule, x_up, hr, s_idx, n_idx, t, key, lpips_p
         if cons is not None:
             refs, rows, cols, lam, noise = cons
             guides = pipeline.Guide(ref=refs[s, n], rows=rows[s], cols=cols[s], strength=jnp.full(s.shape, lam),
-                                    noise=noise[s] if noise.ndim == 1 else jnp.full(s.shape, noise))
+                                    noise=noise[s])
         out = restore_cells(model, params, schedule, x_up[s, n], tt, keys, num_steps=num_steps, sampler=sampler,
                             guides=guides, guide_iters=guide_iters)
         if colour_fix != "none":
             out = consistency.colour_fix(out, x_up[s, n], colour_fix)
         if cons is not None:  # the final projection, as api.upscale_array ends a consistent run
-            power = 2 if sampler.endswith("-quad") else 1
-            t_last = jnp.maximum(tt // num_steps ** power, 1)
+            t_last = samplers.last_step(tt, num_steps, sampler)
             final = guides._replace(strength=guides.strength * consistency.noise_weight(
                 schedule.alphas_cumprod, t_last, guides.noise))
             out = jax.vmap(lambda o, g: consistency_final(o, g, guide_iters))(out, final)
@@ -227,11 +226,10 @@ def sweep(model, params, schedule: Schedule, hr_images, scales: Sequence[float],
     lrs = sweep_lrs(jnp.asarray(hr_images, jnp.float32), scales, degradation, lr_noise, noise_seed)
     hr, t_values, x_up, cells = sweep_grid(model, schedule, hr_images, scales, t_values, multiple, degradation, lrs)
     S, Tn, N = len(scales), len(t_values), hr.shape[0]
-    cons = (consistency_data(hr, scales, consistency, lift, degradation, lrs, noise=2.0 * lr_noise)
-            if consistency > 0 else None)
-    if cons is not None and lr_noise > 0:  # as inference weighs it: amplified by the lift and the scale
-        cons = cons[:4] + (jnp.asarray([adaptation.Response(lr_noise, "bicubic", 0.0).consistency_noise(s, lift)
-                                        for s in scales], jnp.float32),)
+    cons = None
+    if consistency > 0:  # weighed as inference weighs an input of σ = lr_noise (lift and scale amplify it)
+        noise = [adaptation.Response(lr_noise, "bicubic", 0.0).consistency_noise(s, lift) for s in scales]
+        cons = consistency_data(hr, scales, consistency, lift, degradation, lrs, noise=noise)
     lpips_module, lpips_params = (None, None) if lpips is None else (lpips.lpips, lpips.params)
     args = (params, schedule, x_up, hr, *map(jnp.asarray, cells), key, lpips_params)
     if sharded:

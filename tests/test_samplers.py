@@ -124,3 +124,16 @@ def test_correct_x0_hook_is_applied(x0):
     out = samplers.ddim_sample(toy_eps, SCHED, x0, jnp.int32(500), jax.random.key(0), num_steps=5,
                                correct_x0=lambda x0_hat, t: target)
     np.testing.assert_allclose(out, target, atol=1e-5)
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "ddim-quad", "ddpm", "ddpm-quad"])
+def test_last_step_is_the_ladders_step_before_zero(sampler):
+    """The final consistency weight is read at this step: the ladder's τ_{K−1}, at least 1."""
+    power = samplers.ladder_power(sampler)
+    assert power == (2 if sampler.endswith("-quad") else 1)
+    t = jnp.arange(0, 300, 7)
+    for k in (1, 2, 5, 20):
+        ladder = np.asarray(samplers.timestep_ladder(t, k, power))
+        got = np.asarray(samplers.last_step(t, k, sampler))
+        np.testing.assert_array_equal(got, np.maximum(ladder[:, -2], 1))
+        np.testing.assert_array_equal(got, np.maximum(np.asarray(t) // k ** power, 1))
